@@ -1,0 +1,269 @@
+//! Figures, not pass/fail: `cargo bench --bench replay` prints
+//! 1. replay throughput of a long real transcript corpus through the WASM components (the
+//!    live pipeline) vs the same mapper and matcher code compiled natively, side by side in
+//!    one run, and their ratio (target ≤ 1.5×);
+//! 2. per-event matching cost in the WASM matcher at 10, 1,000 and 10,000 rules, and the
+//!    ratio of 10,000 to 10 (target ≤ 4×).
+//! Rounds alternate between the contenders so machine noise hits both alike; medians are
+//! reported.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use orgx_mapper_claude_code as native_mapper;
+use orgx_matcher_skill_rules as native_matcher;
+use orgx_peer::components::ActiveComponents;
+use orgx_peer::rules::{Rule, RuleOn, RuleSet};
+use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
+use orgx_peer::sandbox::{matcher_types as m, types as t, Limits, MapperInstance, MatcherInstance, Sandbox};
+
+const ROUNDS: usize = 7;
+
+fn shared(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/transcripts").join(name)
+}
+
+/// The long-session transcript's body repeated `copies` times, then its result line: one
+/// long run of real CLI output.
+fn corpus(copies: usize) -> Vec<Vec<u8>> {
+    let text = std::fs::read(shared("long-session.ndjson")).expect("shared/transcripts/long-session.ndjson");
+    let mut lines: Vec<Vec<u8>> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let result = lines.pop().expect("a result line");
+    let init = lines.remove(0);
+    let mut out = vec![init];
+    for _ in 0..copies {
+        out.extend(lines.iter().cloned());
+    }
+    out.push(result);
+    out
+}
+
+fn demo_rules() -> Vec<Rule> {
+    let body = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rules/demo.json")).unwrap();
+    let mut rules = RuleSet::from_plan_skills(&body).unwrap().rules;
+    rules.push(Rule {
+        skill_id: "echo".into(),
+        pattern: "^Bash echo (\\d+)$".into(),
+        on: RuleOn::ToolCall,
+        dedupe_fingerprint: "echo".into(),
+        evidence_kind: "bash_command".into(),
+    });
+    rules
+}
+
+/// `n` distinct rules of the shapes rule authors write: literal paths, command prefixes,
+/// alternations, classes and lookarounds around literals.
+fn generated_rules(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let (pattern, on) = match i % 5 {
+                0 => (format!("^Bash (sudo )?deploy-{i}\\b"), RuleOn::ToolCall),
+                1 => (format!("secrets/key-{i}\\.(pem|der)\\n"), RuleOn::FileEdit),
+                2 => (format!("(?:curl|wget) .*internal-{i}\\.example"), RuleOn::ToolCall),
+                3 => (format!("TODO\\(ticket-{i}\\)(?!:)"), RuleOn::FileEdit),
+                _ => (format!("(?<=token=)tok{i}[A-Za-z0-9]{{8}}"), RuleOn::FileEdit),
+            };
+            Rule {
+                skill_id: format!("skill-{}", i / 10),
+                pattern,
+                on,
+                dedupe_fingerprint: format!("fp-{i}"),
+                evidence_kind: "generated".into(),
+            }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn wasm_replay(components: &ActiveComponents, rules: &[Rule], lines: &[Vec<u8>]) -> usize {
+    let (mut run, first) = RunPipeline::start(RunSpec {
+        run_id: "bench".into(),
+        cwd: None,
+        mapper: &components.mapper,
+        matcher: &components.matcher,
+        rules,
+        started_at: SystemTime::now(),
+        limits: Limits::default(),
+    });
+    let mut n = first.len();
+    for line in lines {
+        n += run.on_line(line).len();
+    }
+    assert!(run.is_done(), "the corpus ends with a result line");
+    n
+}
+
+fn native_rule(r: &Rule) -> native_matcher::Rule {
+    native_matcher::Rule {
+        skill_id: r.skill_id.clone(),
+        pattern: r.pattern.clone(),
+        on: match r.on {
+            RuleOn::FileEdit => native_matcher::RuleOn::FileEdit,
+            RuleOn::ToolCall => native_matcher::RuleOn::ToolCall,
+        },
+        dedupe_fingerprint: r.dedupe_fingerprint.clone(),
+        evidence_kind: r.evidence_kind.clone(),
+    }
+}
+
+fn native_subject_on(on: native_mapper::RuleOn) -> native_matcher::RuleOn {
+    match on {
+        native_mapper::RuleOn::FileEdit => native_matcher::RuleOn::FileEdit,
+        native_mapper::RuleOn::ToolCall => native_matcher::RuleOn::ToolCall,
+    }
+}
+
+fn native_replay(rules: &[Rule], lines: &[Vec<u8>]) -> usize {
+    let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "bench".into(), cwd: None });
+    let (mut matcher, _) = native_matcher::Matcher::new("bench", rules.iter().map(native_rule).collect());
+    let mut n = 0;
+    for line in lines {
+        for event in mapper.map_line(line) {
+            n += 1;
+            if let native_mapper::Event::Step(step) = &event {
+                if let Some(subject) = &step.subject {
+                    let on = native_subject_on(subject.on);
+                    n += matcher.check(on, &subject.text, step.evidence_ref.as_deref().unwrap_or("")).len();
+                }
+            }
+            if matches!(event, native_mapper::Event::Terminal(_)) {
+                return n;
+            }
+        }
+    }
+    n
+}
+
+/// The subjects a matcher sees for the edit-tools and long-session transcripts.
+fn subjects() -> Vec<(t::MatchSubject, String)> {
+    let mut out = Vec::new();
+    for name in ["edit-tools.ndjson", "long-session.ndjson", "success-tools.ndjson"] {
+        let text = std::fs::read(shared(name)).unwrap();
+        let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "s".into(), cwd: None });
+        for line in text.split(|b| *b == b'\n') {
+            for event in mapper.map_line(line) {
+                if let native_mapper::Event::Step(step) = event {
+                    if let Some(s) = step.subject {
+                        let on = match s.on {
+                            native_mapper::RuleOn::FileEdit => t::RuleOn::FileEdit,
+                            native_mapper::RuleOn::ToolCall => t::RuleOn::ToolCall,
+                        };
+                        out.push((t::MatchSubject { on, text: s.text }, step.evidence_ref.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn wit_rule(r: &Rule) -> m::Rule {
+    m::Rule {
+        skill_id: r.skill_id.clone(),
+        pattern: r.pattern.clone(),
+        on: match r.on {
+            RuleOn::FileEdit => t::RuleOn::FileEdit,
+            RuleOn::ToolCall => t::RuleOn::ToolCall,
+        },
+        dedupe_fingerprint: r.dedupe_fingerprint.clone(),
+        evidence_kind: r.evidence_kind.clone(),
+    }
+}
+
+/// Mean time per `check` call in a fresh WASM matcher loaded with `rules`.
+fn wasm_match_cost(components: &ActiveComponents, rules: &[Rule], subjects: &[(t::MatchSubject, String)], reps: usize) -> (Duration, Duration) {
+    let mut inst = MatcherInstance::new(&components.matcher, Limits::default()).unwrap();
+    let wit: Vec<m::Rule> = rules.iter().map(wit_rule).collect();
+    let t0 = Instant::now();
+    let warnings = inst.begin("bench", &wit).unwrap();
+    let setup = t0.elapsed();
+    assert!(warnings.is_empty(), "generated rules compile: {:?}", warnings.first());
+    let t0 = Instant::now();
+    let mut calls = 0u32;
+    for _ in 0..reps {
+        for (subject, evidence) in subjects {
+            std::hint::black_box(inst.check(subject, evidence).unwrap());
+            calls += 1;
+        }
+    }
+    (t0.elapsed() / calls, setup)
+}
+
+fn main() {
+    // `cargo test` runs benches with `--bench`-less args in test mode; stay quick there.
+    let quick = std::env::args().any(|a| a == "--test");
+    let copies = if quick { 1 } else { 40 };
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    let components = ActiveComponents::load(&sandbox, None, None).unwrap();
+    let lines = corpus(copies);
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let rules = demo_rules();
+
+    println!("== replay throughput: long-session corpus, {} lines, {:.1} MiB, {} rules", lines.len(), bytes as f64 / (1 << 20) as f64, rules.len());
+    let (mut wasm_t, mut native_t) = (Vec::new(), Vec::new());
+    let (mut wasm_n, mut native_n) = (0, 0);
+    for _ in 0..if quick { 1 } else { ROUNDS } {
+        let t0 = Instant::now();
+        native_n = native_replay(&rules, &lines);
+        native_t.push(t0.elapsed());
+        let t0 = Instant::now();
+        wasm_n = wasm_replay(&components, &rules, &lines);
+        wasm_t.push(t0.elapsed());
+    }
+    let (w, n) = (median(wasm_t), median(native_t));
+    let mibs = |d: Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    let lps = |d: Duration| lines.len() as f64 / d.as_secs_f64();
+    println!("native   {:>9.2} ms  {:>8.1} MiB/s  {:>10.0} lines/s  ({} events)", n.as_secs_f64() * 1e3, mibs(n), lps(n), native_n);
+    println!("wasm     {:>9.2} ms  {:>8.1} MiB/s  {:>10.0} lines/s  ({} messages)", w.as_secs_f64() * 1e3, mibs(w), lps(w), wasm_n);
+    println!("ratio    wasm/native = {:.2}x   (target <= 1.5x)", w.as_secs_f64() / n.as_secs_f64());
+
+    // Where the time goes: the mapper alone, native vs in the sandbox, and the bare cost of
+    // a call across the boundary.
+    let (mut wm, mut nm, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..if quick { 1 } else { ROUNDS } {
+        let mut native = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "b".into(), cwd: None });
+        let t0 = Instant::now();
+        for line in &lines {
+            std::hint::black_box(native.map_line(line));
+        }
+        nm.push(t0.elapsed());
+        let mut inst = MapperInstance::new(&components.mapper, Limits::default()).unwrap();
+        inst.begin(&t::RunContext { run_id: "b".into(), cwd: None }).unwrap();
+        let t0 = Instant::now();
+        for line in &lines {
+            std::hint::black_box(inst.map_line(line).unwrap());
+        }
+        wm.push(t0.elapsed());
+        let t0 = Instant::now();
+        for _ in 0..lines.len() {
+            std::hint::black_box(inst.map_line(b"x").unwrap());
+        }
+        calls.push(t0.elapsed());
+    }
+    let (wm, nm, calls) = (median(wm), median(nm), median(calls));
+    println!("mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x); empty call {:.0} ns",
+        nm.as_secs_f64() * 1e3, wm.as_secs_f64() * 1e3, wm.as_secs_f64() / nm.as_secs_f64(), calls.as_secs_f64() * 1e9 / lines.len() as f64);
+
+    let subjects = subjects();
+    let reps = if quick { 1 } else { 50 };
+    println!("\n== matching cost per event (WASM matcher; {} subjects x {} reps per size)", subjects.len(), reps);
+    let mut costs = Vec::new();
+    for n in [10usize, 1_000, 10_000] {
+        let rules = generated_rules(n);
+        let mut per = Vec::new();
+        let mut setup = Duration::ZERO;
+        for _ in 0..if quick { 1 } else { 5 } {
+            let (c, s) = wasm_match_cost(&components, &rules, &subjects, reps);
+            per.push(c);
+            setup = s;
+        }
+        let c = median(per);
+        println!("{n:>6} rules  {:>9.2} us/event   (begin: compile rules {:.1} ms)", c.as_secs_f64() * 1e6, setup.as_secs_f64() * 1e3);
+        costs.push(c);
+    }
+    println!("ratio    10,000 rules / 10 rules = {:.2}x   (target <= 4x)", costs[2].as_secs_f64() / costs[0].as_secs_f64());
+}

@@ -1,0 +1,148 @@
+//! The `orgx-peer` command line. Only this file decides exit codes: 0 success, 1 failure,
+//! 2 bad usage or configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use orgx_peer::components::ActiveComponents;
+use orgx_peer::rules::RuleSet;
+use orgx_peer::run::replay::{replay, ReplayOptions};
+use orgx_peer::run::DEFAULT_MAX_LINE_BYTES;
+use orgx_peer::sandbox::{Limits, Sandbox};
+
+#[derive(Parser)]
+#[command(name = "orgx-peer", version, about = "Runs OrgX tasks on your local Claude Code, with the logic in sandboxed WebAssembly")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "ORGX_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the wire messages the live peer would send for a recorded stream-json transcript.
+    Replay {
+        /// A file of `claude --output-format stream-json` stdout.
+        transcript: PathBuf,
+        /// Skill rules, in the shape of the plan-skills response (`{"skills":[...]}`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long, default_value = "replay")]
+        run_id: String,
+        /// The run's working directory (default: the `cwd` the transcript reports).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// A mapper component to use instead of the built-in one.
+        #[arg(long)]
+        mapper: Option<PathBuf>,
+        /// A matcher component to use instead of the built-in one.
+        #[arg(long)]
+        matcher: Option<PathBuf>,
+    },
+    /// Work with components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a component's world, imports, exports, digest, size and limits; exit 1 when it
+    /// would be refused.
+    Inspect {
+        component: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORGX_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.compact().without_time().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Replay { transcript, rules, run_id, cwd, mapper, matcher } => {
+            let rules = match rules {
+                Some(path) => {
+                    let body = std::fs::read(&path).with_context(|| format!("cannot read rules file `{}`", path.display()))?;
+                    let set = RuleSet::from_plan_skills(&body).with_context(|| format!("rules file `{}`", path.display()))?;
+                    for skipped in &set.skipped {
+                        tracing::warn!("rules file `{}`: skipped {skipped}", path.display());
+                    }
+                    set.rules
+                }
+                None => Vec::new(),
+            };
+            let limits = Limits::default();
+            let sandbox = Sandbox::new(limits)?;
+            let components = ActiveComponents::load(&sandbox, mapper.as_deref(), matcher.as_deref())?;
+            let opts = ReplayOptions { transcript, run_id, cwd, max_line_bytes: DEFAULT_MAX_LINE_BYTES, limits };
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut write_err = None;
+            replay(&components, &rules, &opts, |m| {
+                if write_err.is_none() {
+                    write_err = writeln!(out, "{}", m.to_json()).err();
+                }
+            })
+            .await?;
+            if let Some(e) = write_err {
+                return Err(e).context("cannot write to stdout");
+            }
+            out.flush().context("cannot write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Inspect { component, json } } => {
+            let bytes = std::fs::read(&component).with_context(|| format!("cannot read `{}`", component.display()))?;
+            let limits = Limits::default();
+            let sandbox = Sandbox::new(limits)?;
+            let name = component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let info = sandbox.inspect(&name, &bytes)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&orgx_peer::inspect::render_json(&info, &limits))?);
+            } else {
+                print!("{}", orgx_peer::inspect::render_text(&info, &limits));
+            }
+            let loadable = info.refused_imports.is_empty() && info.world.is_some();
+            Ok(if loadable { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The peer → server messages of OrgX Gateway Protocol v1, as they go on the wire.
+//!
+//! Field and kind names here are byte-exact with `shared/spec/gateway-protocol.md`. These types
+//! are plain data: what a message *means* is decided in the sandboxed mapper; the host only
+//! stamps `run_id` and wall-clock times onto what the component produced.
+
+use serde::{Deserialize, Serialize};
+
+/// One peer → server frame. Serialized as a JSON object with a `kind` discriminator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum PeerMessage {
+    #[serde(rename = "task.started")]
+    Started(Started),
+    #[serde(rename = "task.step")]
+    Step(StepMessage),
+    #[serde(rename = "task.deviation")]
+    Deviation(Deviation),
+    #[serde(rename = "task.completed")]
+    Completed(Completed),
+    #[serde(rename = "task.failed")]
+    Failed(Failed),
+}
+
+impl PeerMessage {
+    pub fn run_id(&self) -> &str {
+        match self {
+            PeerMessage::Started(m) => &m.run_id,
+            PeerMessage::Step(m) => &m.run_id,
+            PeerMessage::Deviation(m) => &m.run_id,
+            PeerMessage::Completed(m) => &m.run_id,
+            PeerMessage::Failed(m) => &m.run_id,
+        }
+    }
+
+    /// `task.completed` and `task.failed` end a run; exactly one of them is sent per run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, PeerMessage::Completed(_) | PeerMessage::Failed(_))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::Started(_) => "task.started",
+            PeerMessage::Step(_) => "task.step",
+            PeerMessage::Deviation(_) => "task.deviation",
+            PeerMessage::Completed(_) => "task.completed",
+            PeerMessage::Failed(_) => "task.failed",
+        }
+    }
+
+    /// The compact JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string(self).expect("protocol messages always serialize")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub run_id: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_handle: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMessage {
+    pub run_id: String,
+    pub step: Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    FileEdit,
+    ToolCall,
+    Chat,
+    SkillFire,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub kind: StepKind,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deviation {
+    pub run_id: String,
+    pub skill_id: String,
+    pub evidence_kind: String,
+    pub evidence_ref: String,
+    pub dedupe_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Shipped,
+    Blocked,
+    Abandoned,
+    AwaitingReview,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Anthropic,
+    Openai,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceSubType {
+    Subscription,
+    ApiKey,
+    EnterpriseKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub run_id: String,
+    pub outcome_kind: OutcomeKind,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_response_at: Option<String>,
+    pub completed_at: String,
+    pub tokens_used: u64,
+    pub provider: Provider,
+    pub source_sub_type: SourceSubType,
+    pub source_driver: String,
+    pub cost_estimate_cents: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_estimate_cents: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub run_id: String,
+    pub reason: String,
+    pub recoverable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_field_names_are_byte_exact() {
+        let m = PeerMessage::Started(Started {
+            run_id: "r1".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            session_handle: Some("s".into()),
+        });
+        assert_eq!(
+            m.to_json(),
+            r#"{"kind":"task.started","run_id":"r1","started_at":"2026-01-01T00:00:00.000Z","session_handle":"s"}"#
+        );
+        let m = PeerMessage::Step(StepMessage {
+            run_id: "r1".into(),
+            step: Step {
+                kind: StepKind::FileEdit,
+                summary: "Write a.txt".into(),
+                evidence_ref: Some("toolu_1".into()),
+                confidence: None,
+            },
+        });
+        assert_eq!(
+            m.to_json(),
+            r#"{"kind":"task.step","run_id":"r1","step":{"kind":"file_edit","summary":"Write a.txt","evidence_ref":"toolu_1"}}"#
+        );
+        let m = PeerMessage::Failed(Failed { run_id: "r".into(), reason: "x".into(), recoverable: true });
+        assert_eq!(m.to_json(), r#"{"kind":"task.failed","run_id":"r","reason":"x","recoverable":true}"#);
+    }
+
+    #[test]
+    fn enums_use_protocol_spelling() {
+        let j = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        assert_eq!(j(serde_json::to_value(OutcomeKind::AwaitingReview).unwrap()), "awaiting_review");
+        assert_eq!(j(serde_json::to_value(SourceSubType::ApiKey).unwrap()), "api_key");
+        assert_eq!(j(serde_json::to_value(StepKind::SkillFire).unwrap()), "skill_fire");
+        assert_eq!(j(serde_json::to_value(Provider::Anthropic).unwrap()), "anthropic");
+    }
+}

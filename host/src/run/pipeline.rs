@@ -1,0 +1,272 @@
+//! One run's path from driver output lines to wire messages: sandbox in, protocol out.
+//!
+//! The pipeline owns the run's component instances and the one invariant the host enforces
+//! itself: exactly one `task.started` first and exactly one terminal message last, whatever
+//! the components do or fail to do. Everything about what a line *means* is the mapper's and
+//! the matcher's; the pipeline only stamps `run_id` and wall-clock times.
+//!
+//! It is synchronous on purpose: component calls block for up to their deadline, so a live
+//! run drives its pipeline from a dedicated thread, and `replay` drives the same pipeline
+//! from a file — one code path for both.
+
+use std::time::SystemTime;
+
+use crate::protocol::{self as p, PeerMessage};
+use crate::rules::{Rule, RuleOn};
+use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance};
+
+/// What a run needs to start.
+pub struct RunSpec<'a> {
+    pub run_id: String,
+    pub cwd: Option<String>,
+    pub mapper: &'a LoadedComponent,
+    pub matcher: &'a LoadedComponent,
+    pub rules: &'a [Rule],
+    pub started_at: SystemTime,
+    pub limits: Limits,
+}
+
+pub struct RunPipeline {
+    run_id: String,
+    started_at: String,
+    first_response_at: Option<String>,
+    started_sent: bool,
+    done: bool,
+    mapper: Option<MapperInstance>,
+    matcher: Option<MatcherInstance>,
+}
+
+/// An ISO-8601 UTC timestamp with milliseconds, as the protocol carries times.
+pub fn iso8601(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl RunPipeline {
+    /// Instantiate the run's components and load its rules. A fault here still yields a
+    /// well-formed run: the returned messages then hold `task.started` and `task.failed`.
+    pub fn start(spec: RunSpec<'_>) -> (RunPipeline, Vec<PeerMessage>) {
+        let mut run = RunPipeline {
+            run_id: spec.run_id.clone(),
+            started_at: iso8601(spec.started_at),
+            first_response_at: None,
+            started_sent: false,
+            done: false,
+            mapper: None,
+            matcher: None,
+        };
+        let mut out = Vec::new();
+        if let Err(fault) = run.instantiate(&spec) {
+            run.fail_with_fault(&fault, &mut out);
+        }
+        (run, out)
+    }
+
+    fn instantiate(&mut self, spec: &RunSpec<'_>) -> Result<(), Fault> {
+        let limits = spec.limits;
+        let mut mapper = MapperInstance::new(spec.mapper, limits)?;
+        mapper.begin(&t::RunContext { run_id: spec.run_id.clone(), cwd: spec.cwd.clone() })?;
+        let mut matcher = MatcherInstance::new(spec.matcher, limits)?;
+        let rules: Vec<m::Rule> = spec.rules.iter().map(to_wit_rule).collect();
+        for w in matcher.begin(&spec.run_id, &rules)? {
+            let skill = spec.rules.get(w.index as usize).map_or("?", |r| r.skill_id.as_str());
+            tracing::warn!(run_id = %spec.run_id, component = %matcher.component().label(), skill_id = skill,
+                "rule #{} disabled: {}", w.index, w.message);
+        }
+        self.mapper = Some(mapper);
+        self.matcher = Some(matcher);
+        Ok(())
+    }
+
+    /// Whether the terminal message has been produced; later input is ignored.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Map one stdout line (without its newline).
+    pub fn on_line(&mut self, line: &[u8]) -> Vec<PeerMessage> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        let Some(mapper) = self.mapper.as_mut() else { return out };
+        match mapper.map_line(line) {
+            Ok(events) => {
+                for event in events {
+                    if let Err(fault) = self.apply(event, &mut out) {
+                        self.fail_with_fault(&fault, &mut out);
+                    }
+                    if self.done {
+                        break;
+                    }
+                }
+            }
+            Err(fault) => self.fail_with_fault(&fault, &mut out),
+        }
+        out
+    }
+
+    /// The output ended (or the run was cancelled / timed out) without a terminal message.
+    pub fn on_end(&mut self, reason: &t::EndReason, stderr_tail: Option<&str>) -> Vec<PeerMessage> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        let Some(mapper) = self.mapper.as_mut() else { return out };
+        match mapper.end(reason, stderr_tail) {
+            Ok(terminal) => self.emit_terminal(terminal, &mut out),
+            Err(fault) => self.fail_with_fault(&fault, &mut out),
+        }
+        out
+    }
+
+    /// End the run now with `task.failed` (e.g. the driver could not be spawned).
+    pub fn fail(&mut self, reason: String, recoverable: bool) -> Vec<PeerMessage> {
+        let mut out = Vec::new();
+        if !self.done {
+            self.emit_terminal(t::Terminal::Failed(t::Failed { reason, recoverable }), &mut out);
+        }
+        out
+    }
+
+    fn apply(&mut self, event: t::Event, out: &mut Vec<PeerMessage>) -> Result<(), Fault> {
+        match event {
+            t::Event::Started(handle) => {
+                if !self.started_sent {
+                    self.started_sent = true;
+                    out.push(PeerMessage::Started(p::Started {
+                        run_id: self.run_id.clone(),
+                        started_at: self.started_at.clone(),
+                        session_handle: handle,
+                    }));
+                }
+            }
+            t::Event::FirstResponse => {
+                if self.first_response_at.is_none() {
+                    self.first_response_at = Some(iso8601(SystemTime::now()));
+                }
+            }
+            t::Event::Step(step) => {
+                self.ensure_started(out);
+                let evidence = step.evidence_ref.clone();
+                out.push(PeerMessage::Step(p::StepMessage {
+                    run_id: self.run_id.clone(),
+                    step: p::Step {
+                        kind: from_wit_step_kind(step.kind),
+                        summary: step.summary,
+                        evidence_ref: step.evidence_ref,
+                        confidence: step.confidence,
+                    },
+                }));
+                if let (Some(subject), Some(matcher)) = (step.subject, self.matcher.as_mut()) {
+                    let evidence = evidence.unwrap_or_default();
+                    for d in matcher.check(&subject, &evidence)? {
+                        out.push(PeerMessage::Deviation(p::Deviation {
+                            run_id: self.run_id.clone(),
+                            skill_id: d.skill_id,
+                            evidence_kind: d.evidence_kind,
+                            evidence_ref: d.evidence_ref,
+                            dedupe_key: d.dedupe_key,
+                            severity: d.severity.map(from_wit_severity),
+                        }));
+                    }
+                }
+            }
+            t::Event::Terminal(terminal) => self.emit_terminal(terminal, out),
+        }
+        Ok(())
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<PeerMessage>) {
+        if !self.started_sent {
+            self.started_sent = true;
+            out.push(PeerMessage::Started(p::Started {
+                run_id: self.run_id.clone(),
+                started_at: self.started_at.clone(),
+                session_handle: None,
+            }));
+        }
+    }
+
+    fn emit_terminal(&mut self, terminal: t::Terminal, out: &mut Vec<PeerMessage>) {
+        self.ensure_started(out);
+        self.done = true;
+        let message = match terminal {
+            t::Terminal::Completed(c) => PeerMessage::Completed(p::Completed {
+                run_id: self.run_id.clone(),
+                outcome_kind: match c.outcome_kind {
+                    t::OutcomeKind::Shipped => p::OutcomeKind::Shipped,
+                    t::OutcomeKind::Blocked => p::OutcomeKind::Blocked,
+                    t::OutcomeKind::Abandoned => p::OutcomeKind::Abandoned,
+                    t::OutcomeKind::AwaitingReview => p::OutcomeKind::AwaitingReview,
+                },
+                started_at: self.started_at.clone(),
+                first_response_at: self.first_response_at.clone(),
+                completed_at: iso8601(SystemTime::now()),
+                tokens_used: c.tokens_used,
+                provider: match c.provider {
+                    t::Provider::Anthropic => p::Provider::Anthropic,
+                    t::Provider::Openai => p::Provider::Openai,
+                    t::Provider::Other => p::Provider::Other,
+                },
+                source_sub_type: match c.source_sub_type {
+                    t::SourceSubType::Subscription => p::SourceSubType::Subscription,
+                    t::SourceSubType::ApiKey => p::SourceSubType::ApiKey,
+                    t::SourceSubType::EnterpriseKey => p::SourceSubType::EnterpriseKey,
+                },
+                source_driver: c.source_driver,
+                cost_estimate_cents: c.cost_estimate_cents,
+                saved_estimate_cents: c.saved_estimate_cents,
+            }),
+            t::Terminal::Failed(f) => PeerMessage::Failed(p::Failed {
+                run_id: self.run_id.clone(),
+                reason: f.reason,
+                recoverable: f.recoverable,
+            }),
+        };
+        out.push(message);
+        // The instances are not needed after the terminal message: free them now.
+        self.mapper = None;
+        self.matcher = None;
+    }
+
+    fn fail_with_fault(&mut self, fault: &Fault, out: &mut Vec<PeerMessage>) {
+        tracing::error!(run_id = %self.run_id, "{fault}");
+        if !self.done {
+            self.emit_terminal(t::Terminal::Failed(t::Failed { reason: fault.to_string(), recoverable: true }), out);
+        }
+    }
+}
+
+fn to_wit_rule(r: &Rule) -> m::Rule {
+    m::Rule {
+        skill_id: r.skill_id.clone(),
+        pattern: r.pattern.clone(),
+        on: match r.on {
+            RuleOn::FileEdit => t::RuleOn::FileEdit,
+            RuleOn::ToolCall => t::RuleOn::ToolCall,
+        },
+        dedupe_fingerprint: r.dedupe_fingerprint.clone(),
+        evidence_kind: r.evidence_kind.clone(),
+    }
+}
+
+fn from_wit_step_kind(k: t::StepKind) -> p::StepKind {
+    match k {
+        t::StepKind::FileEdit => p::StepKind::FileEdit,
+        t::StepKind::ToolCall => p::StepKind::ToolCall,
+        t::StepKind::Chat => p::StepKind::Chat,
+        t::StepKind::SkillFire => p::StepKind::SkillFire,
+    }
+}
+
+fn from_wit_severity(s: t::Severity) -> p::Severity {
+    match s {
+        t::Severity::Info => p::Severity::Info,
+        t::Severity::Warn => p::Severity::Warn,
+        t::Severity::Error => p::Severity::Error,
+    }
+}

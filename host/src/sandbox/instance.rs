@@ -1,0 +1,257 @@
+//! One component instance serving one run, and the calls into it under hard limits.
+//!
+//! Each run gets fresh instances (a `Store` of its own), so a fault in one run cannot touch
+//! another's state. Every call is bounded (epoch deadline, memory limiter, output size). A
+//! call that faults poisons the instance: it is never called again, and the fault says which
+//! component hit which limit, in which call.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::mapper::MapperComponent;
+use super::bindings::matcher::{exports::orgx::peer::matcher as m, MatcherComponent};
+use super::bindings::types;
+use super::component::{ComponentInfo, LoadedComponent, Pre};
+use super::guest_log::GuestLog;
+use super::limits::{GuestLimiter, Limits};
+
+/// Per-instance host state: an empty WASI context and the limiter.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Which limit a faulting call hit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// The call ran past its deadline (CPU / wall-clock limit).
+    Deadline(Duration),
+    /// The instance tried to grow memory past the limit.
+    Memory { limit: usize, asked: usize },
+    /// The call returned more than the output limit.
+    Output { limit: usize, returned: usize },
+    /// The component trapped (panic, unreachable, bad memory access, stack overflow, ...).
+    Trap(String),
+    /// An earlier call faulted; the instance is discarded.
+    Poisoned,
+}
+
+/// A component call that failed; the run using it ends with `task.failed` (recoverable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub component: String,
+    pub call: &'static str,
+    pub kind: FaultKind,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.component;
+        let call = self.call;
+        match &self.kind {
+            FaultKind::Deadline(d) => write!(f, "component `{c}` exceeded its time limit ({} ms) in `{call}`", d.as_millis()),
+            FaultKind::Memory { limit, asked } => {
+                write!(f, "component `{c}` exceeded its memory limit ({limit} bytes; asked for {asked}) in `{call}`")
+            }
+            FaultKind::Output { limit, returned } => {
+                write!(f, "component `{c}` exceeded its output limit ({limit} bytes; returned {returned}) in `{call}`")
+            }
+            FaultKind::Trap(msg) => write!(f, "component `{c}` trapped in `{call}`: {msg}"),
+            FaultKind::Poisoned => write!(f, "component `{c}` faulted earlier and was discarded (`{call}` not called)"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// A store plus the bookkeeping shared by both kinds of instance.
+struct Guarded {
+    store: Store<GuestState>,
+    info: Arc<ComponentInfo>,
+    limits: Limits,
+    poisoned: bool,
+}
+
+impl Guarded {
+    fn new(engine: &wasmtime::Engine, info: Arc<ComponentInfo>, limits: Limits) -> Guarded {
+        let (out, err) = GuestLog::pair(info.label().into(), limits.max_log_bytes);
+        // No preopens, no environment, no arguments, no network, stdin empty.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(out)
+            .stderr(err)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = GuestState { wasi, table: ResourceTable::new(), limiter: GuestLimiter::new(&limits) };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        Guarded { store, info, limits, poisoned: false }
+    }
+
+    fn fault(&mut self, call: &'static str, kind: FaultKind) -> Fault {
+        self.poisoned = true;
+        Fault { component: self.info.label(), call, kind }
+    }
+
+    /// Run `f` with a deadline, turning every failure into a [`Fault`] that names its limit.
+    fn call<R>(
+        &mut self,
+        call: &'static str,
+        deadline: Duration,
+        f: impl FnOnce(&mut Store<GuestState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        if self.poisoned {
+            return Err(Fault { component: self.info.label(), call, kind: FaultKind::Poisoned });
+        }
+        self.store.set_epoch_deadline(Limits::ticks(deadline));
+        match f(&mut self.store) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let kind = if let Some(asked) = self.store.data_mut().limiter.denied_memory.take() {
+                    FaultKind::Memory { limit: self.limits.max_memory_bytes, asked }
+                } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    FaultKind::Deadline(deadline)
+                } else {
+                    FaultKind::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_string())
+                };
+                Err(self.fault(call, kind))
+            }
+        }
+    }
+
+    fn check_output(&mut self, call: &'static str, returned: usize) -> Result<(), Fault> {
+        if returned > self.limits.max_output_bytes {
+            return Err(self.fault(call, FaultKind::Output { limit: self.limits.max_output_bytes, returned }));
+        }
+        Ok(())
+    }
+}
+
+/// A mapper instance for one run.
+pub struct MapperInstance {
+    guard: Guarded,
+    bindings: MapperComponent,
+}
+
+impl MapperInstance {
+    pub fn new(component: &LoadedComponent, limits: Limits) -> Result<MapperInstance, Fault> {
+        let Pre::Mapper(pre) = &component.pre else {
+            return Err(Fault {
+                component: component.info.label(),
+                call: "instantiate",
+                kind: FaultKind::Trap("not a mapper component".into()),
+            });
+        };
+        let mut guard = Guarded::new(component.engine.engine(), component.info.clone(), limits);
+        let bindings = guard.call("instantiate", limits.setup_deadline, |s| pre.instantiate(s))?;
+        Ok(MapperInstance { guard, bindings })
+    }
+
+    pub fn component(&self) -> &Arc<ComponentInfo> {
+        &self.guard.info
+    }
+
+    pub fn begin(&mut self, ctx: &types::RunContext) -> Result<(), Fault> {
+        let b = &self.bindings;
+        let d = self.guard.limits.setup_deadline;
+        self.guard.call("begin", d, |s| b.orgx_peer_mapper().call_begin(s, ctx))
+    }
+
+    pub fn map_line(&mut self, line: &[u8]) -> Result<Vec<types::Event>, Fault> {
+        let b = &self.bindings;
+        let d = self.guard.limits.call_deadline;
+        let events = self.guard.call("map-line", d, |s| b.orgx_peer_mapper().call_map_line(s, line))?;
+        let size = events.iter().map(event_bytes).sum();
+        self.guard.check_output("map-line", size)?;
+        Ok(events)
+    }
+
+    pub fn end(&mut self, reason: &types::EndReason, stderr_tail: Option<&str>) -> Result<types::Terminal, Fault> {
+        let b = &self.bindings;
+        let d = self.guard.limits.call_deadline;
+        let t = self.guard.call("end", d, |s| b.orgx_peer_mapper().call_end(s, reason, stderr_tail))?;
+        let size = terminal_bytes(&t);
+        self.guard.check_output("end", size)?;
+        Ok(t)
+    }
+}
+
+/// A matcher instance for one run.
+pub struct MatcherInstance {
+    guard: Guarded,
+    bindings: MatcherComponent,
+}
+
+impl MatcherInstance {
+    pub fn new(component: &LoadedComponent, limits: Limits) -> Result<MatcherInstance, Fault> {
+        let Pre::Matcher(pre) = &component.pre else {
+            return Err(Fault {
+                component: component.info.label(),
+                call: "instantiate",
+                kind: FaultKind::Trap("not a matcher component".into()),
+            });
+        };
+        let mut guard = Guarded::new(component.engine.engine(), component.info.clone(), limits);
+        let bindings = guard.call("instantiate", limits.setup_deadline, |s| pre.instantiate(s))?;
+        Ok(MatcherInstance { guard, bindings })
+    }
+
+    pub fn component(&self) -> &Arc<ComponentInfo> {
+        &self.guard.info
+    }
+
+    pub fn begin(&mut self, run_id: &str, rules: &[m::Rule]) -> Result<Vec<m::RuleWarning>, Fault> {
+        let b = &self.bindings;
+        let d = self.guard.limits.setup_deadline;
+        let w = self.guard.call("begin", d, |s| b.orgx_peer_matcher().call_begin(s, run_id, rules))?;
+        let size = w.iter().map(|w| w.message.len()).sum();
+        self.guard.check_output("begin", size)?;
+        Ok(w)
+    }
+
+    pub fn check(&mut self, subject: &types::MatchSubject, evidence_ref: &str) -> Result<Vec<m::Deviation>, Fault> {
+        let b = &self.bindings;
+        let d = self.guard.limits.call_deadline;
+        let devs = self.guard.call("check", d, |s| b.orgx_peer_matcher().call_check(s, subject, evidence_ref))?;
+        let size = devs
+            .iter()
+            .map(|d| d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len())
+            .sum();
+        self.guard.check_output("check", size)?;
+        Ok(devs)
+    }
+}
+
+fn event_bytes(e: &types::Event) -> usize {
+    match e {
+        types::Event::Started(h) => h.as_ref().map_or(0, String::len),
+        types::Event::FirstResponse => 0,
+        types::Event::Step(s) => {
+            s.summary.len()
+                + s.evidence_ref.as_ref().map_or(0, String::len)
+                + s.subject.as_ref().map_or(0, |m| m.text.len())
+        }
+        types::Event::Terminal(t) => terminal_bytes(t),
+    }
+}
+
+fn terminal_bytes(t: &types::Terminal) -> usize {
+    match t {
+        types::Terminal::Completed(c) => c.source_driver.len(),
+        types::Terminal::Failed(f) => f.reason.len(),
+    }
+}

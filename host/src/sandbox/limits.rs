@@ -1,0 +1,103 @@
+//! The hard limits every component call runs under, and the limiter that enforces memory.
+//!
+//! CPU and wall-clock time are one budget here: calls run synchronously on a run's own
+//! thread, so an epoch deadline (ticked every [`EPOCH_TICK`]) bounds both. Memory is capped
+//! per instance by a `ResourceLimiter` that *records* what it denied, so a fault can be
+//! reported as "memory limit" rather than as an anonymous trap.
+
+use std::time::Duration;
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits for one component instance. `Default` is what production uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory (bytes) an instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Longest a single per-line call (`map-line`, `check`, `end`) may run.
+    pub call_deadline: Duration,
+    /// Longest a setup call (`begin`: e.g. compiling thousands of rules) may run.
+    pub setup_deadline: Duration,
+    /// Most bytes of strings a single call may return to the host.
+    pub max_output_bytes: usize,
+    /// Most bytes of stdout/stderr an instance may log over its life.
+    pub max_log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // A 16 MiB stdout line, parsed, plus its outputs fits with room to spare.
+            max_memory_bytes: 256 << 20,
+            call_deadline: Duration::from_secs(2),
+            setup_deadline: Duration::from_secs(20),
+            max_output_bytes: 32 << 20,
+            max_log_bytes: 64 << 10,
+        }
+    }
+}
+
+impl Limits {
+    /// A deadline as a count of epoch ticks (at least one, rounded up).
+    pub fn ticks(deadline: Duration) -> u64 {
+        let tick = EPOCH_TICK.as_nanos();
+        (deadline.as_nanos().div_ceil(tick)).max(1) as u64
+    }
+}
+
+/// Enforces [`Limits::max_memory_bytes`] and remembers a denial for fault reporting.
+#[derive(Debug)]
+pub struct GuestLimiter {
+    max_memory_bytes: usize,
+    pub denied_memory: Option<usize>,
+}
+
+impl GuestLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        GuestLimiter { max_memory_bytes: limits.max_memory_bytes, denied_memory: None }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.denied_memory = Some(desired);
+            // Trap instead of returning -1 from memory.grow: a guest that ignores a failed
+            // grow would otherwise go on in an undefined state.
+            wasmtime::bail!("memory limit: the component asked for {desired} bytes, the limit is {}", self.max_memory_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        // One component instantiates a handful of core instances (the guest, WASI adapters).
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up_and_are_never_zero() {
+        assert_eq!(Limits::ticks(Duration::ZERO), 1);
+        assert_eq!(Limits::ticks(Duration::from_millis(1)), 1);
+        assert_eq!(Limits::ticks(Duration::from_millis(5)), 1);
+        assert_eq!(Limits::ticks(Duration::from_millis(6)), 2);
+        assert_eq!(Limits::ticks(Duration::from_secs(2)), 400);
+    }
+}

@@ -1,0 +1,58 @@
+//! The WebAssembly sandbox: where every decision about what driver output means is made.
+//!
+//! The host loads components (compile → audit imports → type-check against the WIT world),
+//! then gives each run its own instances. Submodules: `policy` (the import allowlist),
+//! `limits` (time/memory/output bounds), `engine` (the shared engine and epoch ticker),
+//! `component` (loading and inspection), `instance` (bounded calls), `guest_log` (guest
+//! stdio into the log), `bindings` (generated from `wit/`), `defaults` (the built-in
+//! components).
+
+mod bindings;
+pub mod component;
+pub mod defaults;
+mod engine;
+mod guest_log;
+pub mod instance;
+pub mod limits;
+pub mod policy;
+
+use wasmtime::component::Linker;
+
+pub use bindings::matcher::exports::orgx::peer::matcher as matcher_types;
+pub use bindings::types;
+pub use component::{ComponentInfo, LoadError, LoadStage, LoadedComponent, World};
+pub use instance::{Fault, FaultKind, GuestState, MapperInstance, MatcherInstance};
+pub use limits::Limits;
+
+/// The engine, the linker with the allowed imports, and the limits for new instances.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: engine::SandboxEngine,
+    linker: Linker<GuestState>,
+    limits: Limits,
+}
+
+impl Sandbox {
+    pub fn new(limits: Limits) -> anyhow::Result<Sandbox> {
+        let engine = engine::SandboxEngine::new()?;
+        let mut linker = Linker::new(engine.engine());
+        // Defense in depth: the allowlist refuses socket imports before linking, and the
+        // per-instance WASI context denies network use even if one got through.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        Ok(Sandbox { engine, linker, limits })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compile, audit and type-check a component.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+        component::load(&self.engine, &self.linker, name, bytes)
+    }
+
+    /// Compile a component and describe it, without enforcing the policy.
+    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        component::inspect(self.engine.engine(), name, bytes).map(|(_, info)| info)
+    }
+}

@@ -1,0 +1,113 @@
+//! Matching semantics, dedupe, and the prefilter's equivalence with running every regex.
+
+use super::*;
+
+fn rule(skill: &str, pattern: &str, on: RuleOn, fp: &str) -> Rule {
+    Rule { skill_id: skill.into(), pattern: pattern.into(), on, dedupe_fingerprint: fp.into(), evidence_kind: "k".into() }
+}
+
+fn keys(d: &[Deviation]) -> Vec<&str> {
+    d.iter().map(|d| d.dedupe_key.as_str()).collect()
+}
+
+#[test]
+fn javascript_semantics() {
+    let rules = vec![
+        rule("look", "foo(?=bar)", RuleOn::ToolCall, "ahead"),
+        rule("look", "(?<!x)baz", RuleOn::ToolCall, "behind"),
+        rule("back", "(\\w+) \\1", RuleOn::ToolCall, "backref"),
+        rule("named", "(?<word>qu+x)-\\k<word>", RuleOn::ToolCall, "named"),
+        rule("ascii", "^\\w+$", RuleOn::ToolCall, "ascii"),
+    ];
+    let (mut m, w) = Matcher::new("r", rules);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "foobar", "e")), ["look:ahead:r", "ascii:ascii:r"]);
+    assert!(m.check(RuleOn::ToolCall, "foo bar", "e").is_empty());
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "a baz", "e")), ["look:behind:r"]);
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "echo echo", "e")), ["back:backref:r"]);
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "quux-quux", "e")), ["named:named:r"]);
+    // Without the u flag, \w is ASCII only.
+    assert!(m.check(RuleOn::ToolCall, "héllo", "e").is_empty());
+    assert!(m.check(RuleOn::ToolCall, "hello", "e").is_empty(), "ascii fired once already");
+}
+
+#[test]
+fn patterns_javascript_rejects_are_disabled_alone() {
+    let bad = ["(?i)hello", "a++", "(?>a)", "(?P<n>x)", "[unclosed", "(", "*x", "x{2,1}"];
+    let mut rules: Vec<Rule> = bad.iter().enumerate().map(|(i, p)| rule("bad", p, RuleOn::FileEdit, &format!("f{i}"))).collect();
+    rules.push(rule("good", "hello", RuleOn::FileEdit, "g"));
+    let (mut m, warnings) = Matcher::new("r", rules);
+    let idx: Vec<u32> = warnings.iter().map(|w| w.index).collect();
+    assert_eq!(idx, (0..bad.len() as u32).collect::<Vec<_>>(), "{warnings:?}");
+    assert!(warnings[0].message.contains("skill `bad`"));
+    assert_eq!(keys(&m.check(RuleOn::FileEdit, "a\nhello", "e")), ["good:g:r"]);
+}
+
+#[test]
+fn valid_javascript_is_not_rejected() {
+    for p in ["(?:a)", "(?=a)", "(?!a)", "(?<=a)", "(?<!a)", "(?<name>a)", "\\++", "[+*?]+", "a{2}", "a+?", "[(?i)]"] {
+        let (_, w) = Matcher::new("r", vec![rule("s", p, RuleOn::ToolCall, "f")]);
+        assert!(w.is_empty(), "{p}: {w:?}");
+    }
+}
+
+#[test]
+fn on_filters_and_dedupe_keys_are_shared() {
+    let rules = vec![
+        rule("s", "app", RuleOn::FileEdit, "same"),
+        rule("s", "test", RuleOn::FileEdit, "same"),
+        rule("s", "app", RuleOn::ToolCall, "tool"),
+        rule("t", "app", RuleOn::FileEdit, "same"),
+    ];
+    let (mut m, _) = Matcher::new("run1", rules);
+    let d = m.check(RuleOn::FileEdit, "src/app.py\ntest", "e1");
+    assert_eq!(keys(&d), ["s:same:run1", "t:same:run1"]);
+    assert_eq!(d[0].evidence_ref, "e1");
+    assert_eq!(d[0].severity, Some(Severity::Warn));
+    assert!(m.check(RuleOn::FileEdit, "test app", "e2").is_empty(), "keys fire once per run");
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "Read app", "e3")), ["s:tool:run1"]);
+}
+
+/// A tiny deterministic generator, so the equivalence test needs no extra crate.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+#[test]
+fn prefilter_never_hides_a_match() {
+    let atoms = ["a", "b", "ab", "\\.", "x", "[ab]", "(a|b)", "a?", "b*", "c+", ".", "\\d", "(?=a)", "(?!b)", "\\bab", "a{2}", "(?:ba)+", "|", "^", "$", "\\n", "ab|x"];
+    let alphabet = ["a", "b", "c", "x", ".", "1", "\n", " ", "ab", "ba"];
+    let mut rng = Lcg(42);
+    let mut checked = 0;
+    for _ in 0..400 {
+        let pattern: String = (0..1 + rng.next(4)).map(|_| atoms[rng.next(atoms.len())]).collect();
+        let Ok(re) = regress::Regex::with_flags(&pattern, "") else { continue };
+        let (mut m, w) = Matcher::new("r", vec![rule("s", &pattern, RuleOn::ToolCall, "f")]);
+        if !w.is_empty() {
+            continue;
+        }
+        for _ in 0..5 {
+            let text: String = (0..rng.next(8)).map(|_| alphabet[rng.next(alphabet.len())]).collect();
+            let expected = re.find(&text).is_some();
+            let (mut fresh, _) = Matcher::new("r", vec![rule("s", &pattern, RuleOn::ToolCall, "f")]);
+            let got = !fresh.check(RuleOn::ToolCall, &text, "e").is_empty();
+            assert_eq!(got, expected, "pattern {pattern:?} on {text:?} (literals {:?})", required_literals(&pattern));
+            checked += 1;
+        }
+        let _ = m.check(RuleOn::ToolCall, "", "e");
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+#[test]
+fn thousands_of_rules_only_run_candidates() {
+    let rules: Vec<Rule> = (0..5000).map(|i| rule("s", &format!("deploy-{i}\\b"), RuleOn::ToolCall, &format!("f{i}"))).collect();
+    let (mut m, w) = Matcher::new("r", rules);
+    assert!(w.is_empty());
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "Bash deploy-4242 now", "e")), ["s:f4242:r"]);
+    assert!(m.check(RuleOn::ToolCall, "Bash deploy-4242x", "e").is_empty());
+}

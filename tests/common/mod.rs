@@ -1,0 +1,52 @@
+//! Helpers shared by the integration tests: where the guest components and the shared
+//! transcripts are, and how to start a run's pipeline over them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use orgx_peer::components::ActiveComponents;
+use orgx_peer::protocol::PeerMessage;
+use orgx_peer::rules::Rule;
+use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
+use orgx_peer::sandbox::{Limits, LoadedComponent, Sandbox};
+
+/// A guest component built by the host's build script (`tests/guests/*`, `plugins/*`).
+pub fn guest_wasm(crate_name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("ORGX_GUEST_WASM_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("guest component {} missing ({e}); the build script builds it", path.display()))
+}
+
+/// `shared/transcripts/`, which sits beside the project root.
+pub fn transcripts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/transcripts");
+    assert!(dir.is_dir(), "shared transcripts not found at {}", dir.display());
+    dir
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+pub fn defaults(sandbox: &Sandbox) -> ActiveComponents {
+    ActiveComponents::load(sandbox, None, None).expect("built-in components load")
+}
+
+/// Start a run over `mapper` and `matcher` with `limits`.
+pub fn start_run(
+    run_id: &str,
+    mapper: &LoadedComponent,
+    matcher: &LoadedComponent,
+    rules: &[Rule],
+    limits: Limits,
+) -> (RunPipeline, Vec<PeerMessage>) {
+    RunPipeline::start(RunSpec {
+        run_id: run_id.to_string(),
+        cwd: None,
+        mapper,
+        matcher,
+        rules,
+        started_at: SystemTime::now(),
+        limits,
+    })
+}

@@ -1,0 +1,74 @@
+//! A hostile mapper for the sandbox tests. Each stdout line names a misbehaviour; anything
+//! else maps to one chat step, so a test can show the host still works around the attack.
+
+use std::cell::RefCell;
+
+wit_bindgen::generate!({ path: "../../../wit", world: "mapper-component" });
+
+use exports::orgx::peer::mapper::Guest;
+use orgx::peer::types::{EndReason, Event, Failed, RunContext, Step, StepKind, Terminal};
+
+struct Hostile;
+
+thread_local! {
+    static HOARD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(n: u64) -> u64 {
+    // `black_box` keeps the compiler from turning the recursion into a loop.
+    std::hint::black_box(recurse(std::hint::black_box(n + 1))) + 1
+}
+
+impl Guest for Hostile {
+    fn begin(ctx: RunContext) {
+        if ctx.run_id == "loop-in-begin" {
+            loop {
+                std::hint::black_box(());
+            }
+        }
+    }
+
+    fn map_line(line: Vec<u8>) -> Vec<Event> {
+        match line.as_slice() {
+            b"loop" => loop {
+                std::hint::black_box(());
+            },
+            b"bomb" => HOARD.with(|h| loop {
+                // Touch every page so the memory is really committed.
+                h.borrow_mut().push(vec![1u8; 1 << 20]);
+            }),
+            b"trap" => panic!("hostile guest panics on purpose"),
+            b"recurse" => {
+                recurse(0);
+                Vec::new()
+            }
+            b"huge" => vec![Event::Step(Step {
+                kind: StepKind::Chat,
+                summary: "x".repeat(8 << 20),
+                evidence_ref: None,
+                confidence: None,
+                subject: None,
+            })],
+            b"spam" => {
+                for _ in 0..5_000 {
+                    eprintln!("hostile guest floods its stderr");
+                }
+                Vec::new()
+            }
+            _ => vec![Event::Step(Step {
+                kind: StepKind::Chat,
+                summary: String::from_utf8_lossy(&line).into_owned(),
+                evidence_ref: None,
+                confidence: None,
+                subject: None,
+            })],
+        }
+    }
+
+    fn end(_reason: EndReason, _stderr_tail: Option<String>) -> Terminal {
+        Terminal::Failed(Failed { reason: "hostile guest ended".into(), recoverable: false })
+    }
+}
+
+export!(Hostile);
