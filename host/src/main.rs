@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use orgx_peer::components::ActiveComponents;
+use orgx_peer::config::{ConfigError, StartArgs};
+use orgx_peer::daemon::DaemonExit;
 use orgx_peer::rules::RuleSet;
 use orgx_peer::run::replay::{replay, ReplayOptions};
 use orgx_peer::run::DEFAULT_MAX_LINE_BYTES;
@@ -31,6 +33,22 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the peer in the foreground: connect to OrgX and run dispatched tasks.
+    Start(Box<StartArgs>),
+    /// Is Claude Code installed, which version, is it logged in.
+    Detect {
+        #[arg(long, env = "ORGX_CLAUDE_BIN", default_value = "claude")]
+        claude_bin: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running peer for its state.
+    Status {
+        #[arg(long, env = "ORGX_PEER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the wire messages the live peer would send for a recorded stream-json transcript.
     Replay {
         /// A file of `claude --output-format stream-json` stdout.
@@ -80,6 +98,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -98,6 +120,42 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Start(args) => {
+            let cfg = args.into_config()?;
+            match orgx_peer::daemon::run(cfg).await? {
+                DaemonExit::Signal => Ok(ExitCode::SUCCESS),
+                DaemonExit::Refused(why) => {
+                    eprintln!("error: the OrgX server refused this peer: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Detect { claude_bin, json } => {
+            let d = orgx_peer::detect::detect(&claude_bin).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                println!("claude       {}", claude_bin.display());
+                println!("installed    {}", if d.installed { "yes" } else { "no" });
+                println!("version      {}", d.version.as_deref().unwrap_or("-"));
+                let logged = match d.logged_in { Some(true) => "yes", Some(false) => "no", None => "unknown" };
+                println!("logged in    {logged}{}", d.auth_method.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
+                if let Some(hint) = &d.hint {
+                    println!("hint         {hint}");
+                }
+            }
+            Ok(if d.installed && d.logged_in != Some(false) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Status { data_dir, json } => {
+            let dir = data_dir.or_else(orgx_peer::config::default_data_dir).ok_or_else(|| ConfigError("set ORGX_PEER_DATA_DIR".into()))?;
+            let snapshot = orgx_peer::status::query(&dir).await.map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+            } else {
+                print!("{}", orgx_peer::status::render(&snapshot));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { transcript, rules, run_id, cwd, mapper, matcher } => {
             let rules = match rules {
                 Some(path) => {

@@ -1,11 +1,13 @@
 //! A run: driver process → output lines → sandbox → wire messages.
 //!
-//! `lines` frames output bytes, `pipeline` maps lines
-//! through the run's component instances and enforces message order, and `replay` feeds a
-//! recorded transcript through the same pipeline.
+//! `lines` frames output bytes, `process` owns the driver process, `live` runs a dispatch
+//! end to end, `pipeline` maps lines through the run's component instances and enforces
+//! message order, and `replay` feeds a recorded transcript through the same pipeline.
 
 pub mod lines;
+pub mod live;
 pub mod pipeline;
+pub mod process;
 pub mod replay;
 
 /// Default cap on one stdout line; a longer line is skipped and counted.

@@ -1,0 +1,134 @@
+//! `orgx-peer start` settings: every one an environment variable and a flag, validated into
+//! a `DaemonConfig` before anything starts. A missing or invalid setting is a `ConfigError`
+//! that names the variable; `main` turns it into exit code 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::daemon::DaemonConfig;
+use crate::gateway::backoff::BackoffPolicy;
+use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId};
+use crate::secret::ApiKey;
+
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// The `oxk_` API key (scopes `gateway:drive`, `plugin:heartbeat`). Required.
+    #[arg(long, env = "ORGX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The OrgX workspace this peer serves. Required.
+    #[arg(long, env = "ORGX_WORKSPACE_ID")]
+    pub workspace_id: Option<String>,
+    /// The OrgX server; `http://127.0.0.1:PORT` works for local servers (then `ws://`).
+    #[arg(long, env = "ORGX_BASE_URL", default_value = "https://useorgx.com")]
+    pub base_url: String,
+    /// The Claude Code CLI to run.
+    #[arg(long, env = "ORGX_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+    /// Where the peer keeps its outbox, rules cache and status socket (default: the XDG data dir).
+    #[arg(long, env = "ORGX_PEER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Handed to claude as `--plugin-dir`.
+    #[arg(long, env = "ORGX_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// For managed runners: 1-160 chars of letters, digits, `._:-`.
+    #[arg(long, env = "ORGX_RUNNER_INSTANCE_ID")]
+    pub runner_instance_id: Option<String>,
+    /// The peer's identity on the socket and in heartbeats.
+    #[arg(long, env = "ORGX_PLUGIN_ID", default_value = "@useorgx/orgx-peer")]
+    pub plugin_id: String,
+    /// Runs at once; a dispatch over the limit fails with `recoverable: true`.
+    #[arg(long, env = "ORGX_MAX_CONCURRENT_RUNS", default_value_t = 2)]
+    pub max_concurrent_runs: usize,
+    /// Longest stdout line kept (bytes); longer lines are skipped and counted.
+    #[arg(long, env = "ORGX_MAX_LINE_BYTES", default_value_t = crate::run::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
+    /// Keepalive ping interval (ms).
+    #[arg(long, env = "ORGX_PING_INTERVAL_MS", default_value_t = 10_000)]
+    pub ping_interval_ms: u64,
+    /// A socket silent for this long is dead (ms); catches half-open sockets after sleep.
+    #[arg(long, env = "ORGX_DEAD_AFTER_MS", default_value_t = 25_000)]
+    pub dead_after_ms: u64,
+    /// First reconnect delay (ms); doubles up to the cap, ±20 % jitter.
+    #[arg(long, env = "ORGX_RECONNECT_FIRST_MS", default_value_t = 500)]
+    pub reconnect_first_ms: u64,
+    /// Longest reconnect delay (ms).
+    #[arg(long, env = "ORGX_RECONNECT_CAP_MS", default_value_t = 30_000)]
+    pub reconnect_cap_ms: u64,
+    /// A connection must stay up this long (ms) before the backoff resets.
+    #[arg(long, env = "ORGX_RECONNECT_STABLE_MS", default_value_t = 30_000)]
+    pub reconnect_stable_ms: u64,
+    /// Presence heartbeat interval (ms).
+    #[arg(long, env = "ORGX_PRESENCE_INTERVAL_MS", default_value_t = 20_000)]
+    pub presence_interval_ms: u64,
+    /// License heartbeat interval (s); 7 days by default.
+    #[arg(long, env = "ORGX_LICENSE_INTERVAL_S", default_value_t = 7 * 24 * 3600)]
+    pub license_interval_s: u64,
+    /// How long the socket may be down before a finished run's receipt goes over HTTP (ms).
+    #[arg(long, env = "ORGX_RECEIPT_GRACE_MS", default_value_t = 2_000)]
+    pub receipt_grace_ms: u64,
+    /// Extra arguments appended to every claude command line (space-separated).
+    #[arg(long, env = "ORGX_CLAUDE_EXTRA_ARGS", default_value = "")]
+    pub claude_extra_args: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl StartArgs {
+    pub fn into_config(self) -> Result<DaemonConfig, ConfigError> {
+        let api_key = self
+            .api_key
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| ConfigError("ORGX_API_KEY is not set: export your OrgX API key (oxk_...) or pass --api-key".into()))?;
+        let api_key = ApiKey::new(api_key).map_err(|e| ConfigError(format!("ORGX_API_KEY is unusable: {e}")))?;
+        let workspace_id = self
+            .workspace_id
+            .filter(|w| !w.trim().is_empty())
+            .ok_or_else(|| ConfigError("ORGX_WORKSPACE_ID is not set: export the id of the OrgX workspace this peer serves".into()))?;
+        let base_url = BaseUrl::parse(&self.base_url).map_err(ConfigError)?;
+        let runner_instance_id = self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(ConfigError)?;
+        let data_dir = match self.data_dir {
+            Some(d) => d,
+            None => default_data_dir().ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
+        };
+        if self.max_concurrent_runs == 0 {
+            return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));
+        }
+        let ms = Duration::from_millis;
+        Ok(DaemonConfig {
+            api_key,
+            workspace_id,
+            base_url,
+            claude_bin: self.claude_bin,
+            data_dir,
+            plugin_dir: self.plugin_dir,
+            runner_instance_id,
+            plugin_id: self.plugin_id,
+            max_concurrent_runs: self.max_concurrent_runs,
+            max_line_bytes: self.max_line_bytes.max(1024),
+            ping_interval: ms(self.ping_interval_ms.max(10)),
+            dead_after: ms(self.dead_after_ms.max(20)),
+            backoff: BackoffPolicy {
+                first: ms(self.reconnect_first_ms.max(1)),
+                cap: ms(self.reconnect_cap_ms.max(1)),
+                jitter: 0.2,
+                stable_after: ms(self.reconnect_stable_ms),
+            },
+            presence_interval: ms(self.presence_interval_ms.max(10)),
+            license_interval: Duration::from_secs(self.license_interval_s.max(1)),
+            receipt_grace: ms(self.receipt_grace_ms),
+            extra_claude_args: self.claude_extra_args.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+}
+
+/// `$XDG_DATA_HOME/orgx-peer`, else `~/.local/share/orgx-peer`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("orgx-peer"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share/orgx-peer"))
+}

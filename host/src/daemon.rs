@@ -1,0 +1,353 @@
+//! `orgx-peer start`: wires the parts together and owns the shutdown sequence.
+//!
+//! Boot order matters: the store and the components come first (so the peer can account
+//! for what a previous life left behind before it talks to anyone), then the socket and the
+//! HTTP loops. Shutdown runs the other way: stop taking work, cancel runs and wait for their
+//! `task.failed`, give the outbox a moment to drain, close the socket with 1000.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::components::ActiveComponents;
+use crate::detect::{self, Detection};
+use crate::dispatcher::{Dispatcher, InFlight, DRIVERS};
+use crate::gateway::backoff::BackoffPolicy;
+use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId, StreamQuery};
+use crate::gateway::session::{Gateway, GatewayStop, LinkState, SessionConfig, PROTOCOL_VERSION};
+use crate::heartbeat::{self, SharedBeats};
+use crate::http::Api;
+use crate::outbox::Outbox;
+use crate::protocol::{self as p, PeerMessage};
+use crate::receipts::ReceiptPoster;
+use crate::rules::{Rule, RuleSet};
+use crate::run::live::DriverConfig;
+use crate::run::process::kill_stale_group;
+use crate::sandbox::{Limits, Sandbox};
+use crate::secret::ApiKey;
+use crate::store::Store;
+
+/// Everything `start` needs, already validated.
+#[derive(Clone)]
+pub struct DaemonConfig {
+    pub api_key: ApiKey,
+    pub workspace_id: String,
+    pub base_url: BaseUrl,
+    pub claude_bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub plugin_dir: Option<PathBuf>,
+    pub runner_instance_id: Option<RunnerInstanceId>,
+    pub plugin_id: String,
+    pub max_concurrent_runs: usize,
+    pub max_line_bytes: usize,
+    pub ping_interval: Duration,
+    pub dead_after: Duration,
+    pub backoff: BackoffPolicy,
+    pub presence_interval: Duration,
+    pub license_interval: Duration,
+    pub receipt_grace: Duration,
+    pub extra_claude_args: Vec<String>,
+}
+
+const RULES_KEY: &str = "rules/plan-skills";
+const INSTALLATION_KEY: &str = "installation_id";
+const PGID_PREFIX: &str = "pgid/";
+
+/// Why the daemon stopped, for `main`'s exit code.
+#[derive(Debug)]
+pub enum DaemonExit {
+    /// SIGINT/SIGTERM: a clean stop.
+    Signal,
+    /// The server refused the peer (401/403, or a no-reconnect close code).
+    Refused(String),
+}
+
+pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the data dir `{}`: {e} (set ORGX_PEER_DATA_DIR)", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir.join("peer.redb"))?;
+    let installation_id = installation_id(&store)?;
+    reap_previous_life(&store)?;
+    let outbox = Outbox::new(store.clone());
+
+    let limits = Limits::default();
+    let sandbox = Sandbox::new(limits)?;
+    let components = ActiveComponents::load(&sandbox, None, None)?;
+    let (components_tx, components_rx) = watch::channel(components);
+    let cached_rules = store.get(RULES_KEY)?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
+    tracing::info!(rules = cached_rules.len(), "loaded cached skill rules");
+    let (rules_tx, rules_rx) = watch::channel(Arc::new(cached_rules));
+
+    let detection = Arc::new(Mutex::new(detect::detect(&cfg.claude_bin).await));
+    {
+        let d = detection.lock().unwrap_or_else(|p| p.into_inner());
+        match &d.hint {
+            Some(hint) => tracing::warn!("{hint}"),
+            None => tracing::info!(version = d.version.as_deref().unwrap_or("?"), "claude found"),
+        }
+    }
+
+    let api = Api::new(cfg.base_url.clone(), cfg.api_key.clone()).map_err(anyhow::Error::msg)?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (draining_tx, draining) = watch::channel(false);
+    let (link_tx, link) = watch::channel(LinkState::Connecting);
+    let (frames_tx, mut frames) = mpsc::channel(256);
+    let beats: SharedBeats = SharedBeats::default();
+    let in_flight = InFlight::default();
+
+    let url = cfg.base_url.gateway_stream(&StreamQuery {
+        workspace_id: &cfg.workspace_id,
+        plugin_id: &cfg.plugin_id,
+        drivers: DRIVERS,
+        installation_id: Some(&installation_id),
+        runner_instance_id: cfg.runner_instance_id.as_ref(),
+    });
+    let gateway = Gateway {
+        config: SessionConfig {
+            url,
+            api_key: cfg.api_key.clone(),
+            ping_interval: cfg.ping_interval,
+            dead_after: cfg.dead_after,
+            backoff: cfg.backoff,
+            batch: 256,
+        },
+        outbox: outbox.clone(),
+        frames: frames_tx,
+        state: link_tx,
+    };
+    let gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
+
+    let dispatcher = Arc::new(Dispatcher {
+        driver: DriverConfig {
+            claude_bin: cfg.claude_bin.clone(),
+            plugin_dir: cfg.plugin_dir.clone(),
+            api_key: cfg.api_key.clone(),
+            max_line_bytes: cfg.max_line_bytes,
+            limits,
+            extra_args: cfg.extra_claude_args.clone(),
+        },
+        outbox: outbox.clone(),
+        components: components_rx.clone(),
+        rules: rules_rx.clone(),
+        max_concurrent_runs: cfg.max_concurrent_runs,
+        in_flight: in_flight.clone(),
+        draining: draining.clone(),
+    });
+    let dispatch_task = {
+        let dispatcher = dispatcher.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = frames.recv().await {
+                dispatcher.handle(frame);
+            }
+        })
+    };
+
+    // License heartbeat: the fingerprint follows the active components.
+    {
+        let (components, cfg2) = (components_rx.clone(), cfg.clone());
+        let body = move || {
+            let c = components.borrow();
+            let fp = heartbeat::manifest_fingerprint(&[&c.mapper.info.sha256, &c.matcher.info.sha256]);
+            heartbeat::license_body(&cfg2.workspace_id, &cfg2.plugin_id, &fp, cfg2.runner_instance_id.as_ref().map(|r| r.as_str()))
+        };
+        tokio::spawn(heartbeat::license_loop(api.clone(), body, cfg.license_interval, cfg.backoff, beats.clone(), shutdown.clone()));
+    }
+    // Presence heartbeat, from cached state only.
+    {
+        let (link_now, detection, outbox, cfg2, installation_id) = (link.clone(), detection.clone(), outbox.clone(), cfg.clone(), installation_id.clone());
+        let body = move || presence_body(&cfg2, &installation_id, &link_now.borrow(), &detection.lock().unwrap_or_else(|p| p.into_inner()), outbox.pending_count());
+        tokio::spawn(heartbeat::presence_loop(api.clone(), body, cfg.presence_interval, link.clone(), beats.clone(), shutdown.clone()));
+    }
+    // Skill rules on every connect; a failure keeps the last rules.
+    tokio::spawn(rules_loop(api.clone(), cfg.workspace_id.clone(), store.clone(), rules_tx, link.clone(), shutdown.clone()));
+    tokio::spawn(
+        ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }.run(shutdown.clone()),
+    );
+    let status_task = {
+        let (link, in_flight, outbox, beats, detection, components, rules, cfg2) =
+            (link.clone(), in_flight.clone(), outbox.clone(), beats.clone(), detection.clone(), components_rx.clone(), rules_rx.clone(), cfg.clone());
+        crate::status::serve(&cfg.data_dir, move || {
+            let c = components.borrow();
+            let runs = in_flight.run_ids();
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "workspace_id": cfg2.workspace_id,
+                "link": link_text(&link.borrow()),
+                "runs_in_flight": runs,
+                "runs_in_flight_count": runs.len(),
+                "queue_depth": outbox.pending_count(),
+                "rules": rules.borrow().len(),
+                "components": [
+                    { "slot": "mapper:claude_code", "name": c.mapper.info.name, "sha256": c.mapper.info.sha256 },
+                    { "slot": "matcher", "name": c.matcher.info.name, "sha256": c.matcher.info.sha256 },
+                ],
+                "heartbeats": *beats.lock().unwrap_or_else(|p| p.into_inner()),
+                "claude": *detection.lock().unwrap_or_else(|p| p.into_inner()),
+            })
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the status socket in `{}`: {e}", cfg.data_dir.display()))?
+    };
+    let _keep = components_tx;
+    tracing::info!(data_dir = %cfg.data_dir.display(), "orgx-peer started");
+
+    let mut gateway_task = gateway_task;
+    let exit = tokio::select! {
+        _ = shutdown_signal() => DaemonExit::Signal,
+        stop = &mut gateway_task => match stop {
+            Ok(GatewayStop::Refused(why)) => DaemonExit::Refused(why),
+            Ok(GatewayStop::Shutdown) | Err(_) => DaemonExit::Signal,
+        },
+    };
+
+    // Shutdown: no new work; cancel runs; wait for their terminal messages.
+    tracing::info!("shutting down: cancelling {} run(s)", in_flight.len());
+    draining_tx.send_replace(true);
+    dispatcher.cancel_all("peer shutting down");
+    let wait_runs = crate::run::live::KILL_GRACE + Duration::from_secs(5);
+    let t0 = std::time::Instant::now();
+    while !in_flight.is_empty() && t0.elapsed() < wait_runs {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a connected socket a moment to deliver what is owed; the rest waits on disk.
+    let t0 = std::time::Instant::now();
+    while outbox.pending_count() > 0 && *link.borrow() == LinkState::Connected && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown_tx.send_replace(true);
+    if !gateway_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut gateway_task).await;
+    }
+    dispatch_task.abort();
+    status_task.abort();
+    let _ = std::fs::remove_file(crate::status::socket_path(&cfg.data_dir));
+    let owed = outbox.pending_count();
+    if owed > 0 {
+        tracing::warn!(owed, "stopped with messages still owed; they are kept on disk and sent after the next start");
+    }
+    tracing::info!("orgx-peer stopped");
+    Ok(exit)
+}
+
+fn link_text(s: &LinkState) -> String {
+    match s {
+        LinkState::Connecting => "connecting".into(),
+        LinkState::Connected => "connected".into(),
+        LinkState::Retrying(why) => format!("reconnecting ({why})"),
+        LinkState::Stopped(why) => format!("stopped ({why})"),
+    }
+}
+
+fn presence_body(cfg: &DaemonConfig, installation_id: &str, link: &LinkState, d: &Detection, queue_depth: u64) -> serde_json::Value {
+    let online = *link == LinkState::Connected;
+    let mut body = json!({
+        "workspace_id": cfg.workspace_id,
+        "plugin_id": cfg.plugin_id,
+        "installation_id": installation_id,
+        "host_platform": heartbeat::host_platform(),
+        "drivers_installed": if d.installed { vec!["claude_code"] } else { vec![] },
+        "gateway_version": env!("CARGO_PKG_VERSION"),
+        "protocol_version": PROTOCOL_VERSION,
+        "subscription_type": d.subscription_type,
+        "subscription_active": d.subscription_type.is_some() && d.logged_in == Some(true),
+        "metadata": {
+            "runtime": "peer",
+            "transport_online": online,
+            "runtime_online": true,
+            "dispatch_ready": online && d.installed && d.authenticated(),
+            "auth_status": match d.logged_in { Some(true) => "authenticated", Some(false) => "unauthenticated", None => "unknown" },
+            "auth_method": d.auth_method,
+            "queue_depth": queue_depth,
+        },
+    });
+    if let Some(id) = &cfg.runner_instance_id {
+        body["runner_instance_id"] = json!(id.as_str());
+    }
+    body
+}
+
+async fn rules_loop(api: Api, workspace_id: String, store: Store, rules: watch::Sender<Arc<Vec<Rule>>>, mut link: watch::Receiver<LinkState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = link.wait_for(|s| *s == LinkState::Connected) => if r.is_err() { return },
+            _ = crate::gateway::raised(&mut shutdown) => return,
+        }
+        match api.plan_skills(&workspace_id).await {
+            Ok(body) => {
+                let bytes = body.to_string().into_bytes();
+                match RuleSet::from_plan_skills(&bytes) {
+                    Ok(set) => {
+                        for skipped in &set.skipped {
+                            tracing::warn!("plan-skills: skipped {skipped}");
+                        }
+                        tracing::info!(rules = set.rules.len(), "skill rules fetched; new runs use them");
+                        if let Err(e) = store.put(RULES_KEY, &bytes) {
+                            tracing::error!("cannot cache the skill rules: {e}");
+                        }
+                        rules.send_replace(Arc::new(set.rules));
+                    }
+                    Err(e) => tracing::warn!("plan-skills answer unusable, keeping the last rules: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("cannot fetch skill rules, keeping the last ones: {e}"),
+        }
+        // Wait for this connection to end before fetching again on the next one.
+        tokio::select! {
+            r = link.wait_for(|s| *s != LinkState::Connected) => if r.is_err() { return },
+            _ = crate::gateway::raised(&mut shutdown) => return,
+        }
+    }
+}
+
+fn installation_id(store: &Store) -> anyhow::Result<String> {
+    if let Some(id) = store.get(INSTALLATION_KEY)? {
+        return Ok(String::from_utf8_lossy(&id).into_owned());
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    store.put(INSTALLATION_KEY, id.as_bytes())?;
+    Ok(id)
+}
+
+/// Account for what a previous life (crash, SIGKILL) left: leftover process groups are
+/// killed, and runs that were in flight end with `task.failed` (queued like any message).
+fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
+    for (key, value) in store.scan_prefix(PGID_PREFIX)? {
+        if let Ok(pgid) = String::from_utf8_lossy(&value).parse::<i32>() {
+            kill_stale_group(pgid);
+            tracing::warn!(pgid, "killed a process group left by a previous run of the peer");
+        }
+        store.delete(&key)?;
+    }
+    let outbox = Outbox::new(store.clone());
+    for (key, run_id) in store.running_dispatches()? {
+        if !outbox.terminal_delivered(&run_id) && !has_queued_terminal(store, &run_id)? {
+            tracing::warn!(run_id = %run_id, "run was in flight when the peer stopped; reporting it failed");
+            outbox.push(&[PeerMessage::Failed(p::Failed {
+                run_id: run_id.clone(),
+                reason: "the peer stopped while the run was in flight".into(),
+                recoverable: true,
+            })])?;
+        }
+        store.finish_dispatch(&key)?;
+    }
+    Ok(())
+}
+
+fn has_queued_terminal(store: &Store, run_id: &str) -> anyhow::Result<bool> {
+    Ok(store.pending(None, usize::MAX)?.iter().any(|e| e.terminal && e.run_id == run_id))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

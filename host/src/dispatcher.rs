@@ -1,0 +1,152 @@
+//! Server frames → runs. Deduplicates dispatches, refuses what this peer cannot take, starts
+//! runs, routes cancels, and tracks what is in flight.
+//!
+//! Refusals still form a well-formed run on the wire (`task.started`, then `task.failed`),
+//! so the server sees the same shape for every run id it dispatched.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::components::ActiveComponents;
+use crate::gateway::frames::{Cancel, Dispatch, ServerFrame};
+use crate::outbox::Outbox;
+use crate::protocol::{self as p, PeerMessage};
+use crate::rules::Rule;
+use crate::run::live::{self, DriverConfig};
+use crate::run::pipeline::iso8601;
+use crate::store::Claim;
+
+/// The drivers this peer can run.
+pub const DRIVERS: &[&str] = &["claude_code"];
+
+struct RunHandle {
+    cancel: watch::Sender<Option<String>>,
+    task: JoinHandle<()>,
+}
+
+/// Shared view of the dispatcher for status reporting.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<String, RunHandle>>>);
+
+impl InFlight {
+    pub fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunHandle>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Dispatcher {
+    pub driver: DriverConfig,
+    pub outbox: Outbox,
+    pub components: watch::Receiver<ActiveComponents>,
+    pub rules: watch::Receiver<Arc<Vec<Rule>>>,
+    pub max_concurrent_runs: usize,
+    pub in_flight: InFlight,
+    /// Set when the peer is shutting down: new dispatches are refused.
+    pub draining: watch::Receiver<bool>,
+}
+
+impl Dispatcher {
+    pub fn handle(&self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Dispatch(d) => self.dispatch(d),
+            ServerFrame::Cancel(c) => self.cancel(c),
+        }
+    }
+
+    fn dispatch(&self, d: Dispatch) {
+        let store = self.outbox.store();
+        match store.claim_dispatch(&d.idempotency_key, &d.run_id) {
+            Ok(Claim::New) => {}
+            Ok(Claim::Duplicate { run_id, finished }) => {
+                tracing::info!(run_id = %d.run_id, first_run_id = %run_id, finished, "duplicate dispatch ignored (same idempotency_key)");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(run_id = %d.run_id, "cannot record the dispatch: {e}");
+                self.refuse(&d, format!("peer storage error: {e}"), true);
+                return;
+            }
+        }
+        if !DRIVERS.contains(&d.task.driver.as_str()) {
+            self.refuse(&d, format!("driver `{}` is not available on this peer (it runs: {})", d.task.driver, DRIVERS.join(", ")), false);
+            return;
+        }
+        if *self.draining.borrow() {
+            self.refuse(&d, "the peer is shutting down".into(), true);
+            return;
+        }
+        let mut runs = self.in_flight.lock();
+        runs.retain(|_, h| !h.task.is_finished());
+        if runs.len() >= self.max_concurrent_runs {
+            drop(runs);
+            self.refuse(&d, format!("the peer is at its limit of {} concurrent runs", self.max_concurrent_runs), true);
+            return;
+        }
+        let (cancel, cancelled) = watch::channel(None);
+        let components = self.components.borrow().clone();
+        let rules = self.rules.borrow().clone();
+        let (outbox, driver, in_flight) = (self.outbox.clone(), self.driver.clone(), self.in_flight.clone());
+        let (run_id, key) = (d.run_id.clone(), d.idempotency_key.clone());
+        let slot = run_id.clone();
+        tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
+        let task = tokio::spawn(async move {
+            live::run(d, driver, components, rules, outbox.clone(), cancelled).await;
+            if let Err(e) = outbox.store().finish_dispatch(&key) {
+                tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
+            }
+            in_flight.lock().remove(&run_id);
+        });
+        runs.insert(slot, RunHandle { cancel, task });
+    }
+
+    fn cancel(&self, c: Cancel) {
+        let runs = self.in_flight.lock();
+        match runs.get(&c.run_id) {
+            Some(h) => {
+                let _ = h.cancel.send(Some(c.reason.unwrap_or_default()));
+            }
+            None => tracing::info!(run_id = %c.run_id, "cancel for a run that is not running here; ignored"),
+        }
+    }
+
+    /// Cancel every run (shutdown); each ends with its `task.failed`.
+    pub fn cancel_all(&self, reason: &str) {
+        for h in self.in_flight.lock().values() {
+            let _ = h.cancel.send(Some(reason.to_string()));
+        }
+    }
+
+    /// Refuse a dispatch: `task.started` then `task.failed`.
+    fn refuse(&self, d: &Dispatch, reason: String, recoverable: bool) {
+        tracing::warn!(run_id = %d.run_id, recoverable, "dispatch refused: {reason}");
+        let now = iso8601(SystemTime::now());
+        let msgs = [
+            PeerMessage::Started(p::Started { run_id: d.run_id.clone(), started_at: now, session_handle: None }),
+            PeerMessage::Failed(p::Failed { run_id: d.run_id.clone(), reason, recoverable }),
+        ];
+        if let Err(e) = self.outbox.push(&msgs) {
+            tracing::error!(run_id = %d.run_id, "cannot persist the refusal: {e}");
+        }
+        if let Err(e) = self.outbox.store().finish_dispatch(&d.idempotency_key) {
+            tracing::error!(run_id = %d.run_id, "cannot record the refused dispatch: {e}");
+        }
+    }
+}

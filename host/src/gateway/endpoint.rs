@@ -1,0 +1,185 @@
+//! Where the peer talks to: the gateway socket URL and the HTTP endpoint URLs, built from
+//! `ORGX_BASE_URL` exactly as the protocol spells them.
+//!
+//! Also the `runner_instance_id` type: a value the server echoes into logs and URLs, so it
+//! is validated before any socket is opened.
+
+use std::fmt;
+
+use reqwest::Url;
+
+/// `ORGX_BASE_URL`, checked: `http` or `https`, with a host, and nothing after the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(Url);
+
+impl BaseUrl {
+    pub fn parse(text: &str) -> Result<BaseUrl, String> {
+        let url = Url::parse(text.trim()).map_err(|e| format!("ORGX_BASE_URL `{text}` is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("ORGX_BASE_URL `{text}` must start with http:// or https://"));
+        }
+        if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!("ORGX_BASE_URL `{text}` must be a plain origin such as https://useorgx.com"));
+        }
+        Ok(BaseUrl(url))
+    }
+
+    fn join(&self, path: &str) -> Url {
+        let mut url = self.0.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// `{base}/api/v1/gateway/stream?...` with `https` → `wss` and `http` → `ws`.
+    pub fn gateway_stream(&self, q: &StreamQuery<'_>) -> Url {
+        let mut url = self.join("/api/v1/gateway/stream");
+        let scheme = if self.0.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).expect("ws/wss are valid schemes for an http(s) URL");
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("workspace_id", q.workspace_id);
+            pairs.append_pair("plugin_id", q.plugin_id);
+            pairs.append_pair("drivers", &q.drivers.join(","));
+            if let Some(id) = q.installation_id {
+                pairs.append_pair("installation_id", id);
+            }
+            if let Some(id) = q.runner_instance_id {
+                pairs.append_pair("runner_instance_id", id.as_str());
+            }
+        }
+        url
+    }
+
+    pub fn license_heartbeat(&self) -> Url {
+        self.join("/api/v1/licenses/heartbeat")
+    }
+
+    pub fn presence_heartbeat(&self) -> Url {
+        self.join("/api/v1/gateway/heartbeat")
+    }
+
+    pub fn plan_skills(&self, workspace_id: &str) -> Url {
+        let mut url = self.join("/api/v1/plan-skills");
+        url.query_pairs_mut().append_pair("workspace_id", workspace_id);
+        url
+    }
+
+    /// `{base}/api/v1/runs/{run_id}/receipt`, the run id as one path segment.
+    pub fn receipt(&self, run_id: &str) -> Url {
+        let mut url = self.join("/api/v1/runs");
+        url.path_segments_mut().expect("http(s) URLs have a path").push(run_id).push("receipt");
+        url
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
+
+/// The query of the gateway socket URL.
+pub struct StreamQuery<'a> {
+    pub workspace_id: &'a str,
+    pub plugin_id: &'a str,
+    pub drivers: &'a [&'a str],
+    pub installation_id: Option<&'a str>,
+    pub runner_instance_id: Option<&'a RunnerInstanceId>,
+}
+
+/// `runner_instance_id`: 1–160 chars matching `^[A-Za-z0-9][A-Za-z0-9._:-]{0,159}$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerInstanceId(String);
+
+impl RunnerInstanceId {
+    pub fn parse(text: &str) -> Result<RunnerInstanceId, String> {
+        let b = text.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 160
+            && b[0].is_ascii_alphanumeric()
+            && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c));
+        if ok {
+            Ok(RunnerInstanceId(text.to_string()))
+        } else {
+            Err(format!(
+                "ORGX_RUNNER_INSTANCE_ID `{}` is invalid: use 1-160 characters, letters, digits and . _ : -, starting with a letter or digit",
+                text.escape_debug()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_instance_id_table() {
+        let long_ok = format!("a{}", "b".repeat(159));
+        let too_long = format!("a{}", "b".repeat(160));
+        let table: &[(&str, bool)] = &[
+            ("a", true),
+            ("0", true),
+            ("runner-1.eu:west_2", true),
+            (&long_ok, true),
+            ("", false),
+            (&too_long, false),
+            ("-a", false),
+            (".a", false),
+            ("_a", false),
+            ("a b", false),
+            ("a/b", false),
+            ("a\nb", false),
+            ("a\0", false),
+            ("é", false),
+            ("a%20", false),
+            ("a?x=1", false),
+        ];
+        for (text, ok) in table {
+            assert_eq!(RunnerInstanceId::parse(text).is_ok(), *ok, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn stream_url_maps_scheme_and_encodes_the_query() {
+        let base = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
+        let rid = RunnerInstanceId::parse("r-1").unwrap();
+        let url = base.gateway_stream(&StreamQuery {
+            workspace_id: "ws 1&x",
+            plugin_id: "@useorgx/orgx-peer",
+            drivers: &["claude_code"],
+            installation_id: Some("inst"),
+            runner_instance_id: Some(&rid),
+        });
+        assert_eq!(
+            url.as_str(),
+            "ws://127.0.0.1:8080/api/v1/gateway/stream?workspace_id=ws+1%26x&plugin_id=%40useorgx%2Forgx-peer&drivers=claude_code&installation_id=inst&runner_instance_id=r-1"
+        );
+        let base = BaseUrl::parse("https://useorgx.com/").unwrap();
+        let url = base.gateway_stream(&StreamQuery { workspace_id: "w", plugin_id: "p", drivers: &["claude_code", "codex"], installation_id: None, runner_instance_id: None });
+        assert_eq!(url.as_str(), "wss://useorgx.com/api/v1/gateway/stream?workspace_id=w&plugin_id=p&drivers=claude_code%2Ccodex");
+    }
+
+    #[test]
+    fn http_endpoints_are_byte_exact() {
+        let base = BaseUrl::parse("https://useorgx.com").unwrap();
+        assert_eq!(base.license_heartbeat().as_str(), "https://useorgx.com/api/v1/licenses/heartbeat");
+        assert_eq!(base.presence_heartbeat().as_str(), "https://useorgx.com/api/v1/gateway/heartbeat");
+        assert_eq!(base.plan_skills("w1").as_str(), "https://useorgx.com/api/v1/plan-skills?workspace_id=w1");
+        assert_eq!(base.receipt("run-1").as_str(), "https://useorgx.com/api/v1/runs/run-1/receipt");
+        // A hostile run id cannot climb out of its path segment.
+        assert_eq!(base.receipt("../x?y").as_str(), "https://useorgx.com/api/v1/runs/..%2Fx%3Fy/receipt");
+    }
+
+    #[test]
+    fn base_url_is_checked() {
+        for bad in ["ftp://x", "useorgx.com", "https://", "https://u:p@x.com", "https://x.com/?a=1", "ws://x.com"] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

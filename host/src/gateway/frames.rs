@@ -1,0 +1,116 @@
+//! Server → peer frames of Gateway Protocol v1, parsed strictly enough to act on and
+//! leniently enough to survive a newer server: unknown fields are ignored, an unknown
+//! `kind` or a frame missing a required field is reported (and skipped by the caller).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Task {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub repo_path: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub initiative_id: Option<String>,
+    #[serde(default)]
+    pub workstream_id: Option<String>,
+    #[serde(default)]
+    pub skill_ids: Option<Vec<String>>,
+    pub driver: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Dispatch {
+    pub run_id: String,
+    pub task: Task,
+    pub idempotency_key: String,
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Cancel {
+    pub run_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerFrame {
+    Dispatch(Dispatch),
+    Cancel(Cancel),
+}
+
+/// Why a frame was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("frame has no string `kind`")]
+    NoKind,
+    #[error("unknown frame kind `{0}`")]
+    UnknownKind(String),
+    #[error("`{kind}` frame is malformed: {error}")]
+    Malformed { kind: String, error: String },
+}
+
+impl ServerFrame {
+    pub fn parse(text: &str) -> Result<ServerFrame, FrameError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(FrameError::NotJson("not an object".into()));
+        }
+        let kind = value.get("kind").and_then(|k| k.as_str()).ok_or(FrameError::NoKind)?.to_string();
+        let malformed = |e: serde_json::Error| FrameError::Malformed { kind: kind.clone(), error: e.to_string() };
+        match kind.as_str() {
+            "task.dispatch" => Ok(ServerFrame::Dispatch(serde_json::from_value(value).map_err(malformed)?)),
+            "task.cancel" => Ok(ServerFrame::Cancel(serde_json::from_value(value).map_err(malformed)?)),
+            _ => Err(FrameError::UnknownKind(kind.chars().take(64).collect())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dispatch_and_cancel() {
+        let d = ServerFrame::parse(r#"{"kind":"task.dispatch","run_id":"r1","idempotency_key":"k1","timeout_seconds":60,
+            "task":{"title":"Fix","driver":"claude_code","skill_ids":["s1"],"repo_path":"/tmp/x","extra":true},"v":2}"#)
+        .unwrap();
+        match d {
+            ServerFrame::Dispatch(d) => {
+                assert_eq!(d.run_id, "r1");
+                assert_eq!(d.timeout_seconds, Some(60));
+                assert_eq!(d.task.skill_ids.as_deref(), Some(&["s1".to_string()][..]));
+            }
+            _ => panic!(),
+        }
+        assert_eq!(
+            ServerFrame::parse(r#"{"kind":"task.cancel","run_id":"r1"}"#).unwrap(),
+            ServerFrame::Cancel(Cancel { run_id: "r1".into(), reason: None })
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        let table: &[(&str, &str)] = &[
+            ("not json", "not a JSON object"),
+            ("[1]", "not a JSON object"),
+            ("{}", "no string `kind`"),
+            (r#"{"kind":7}"#, "no string `kind`"),
+            (r#"{"kind":"task.explode"}"#, "unknown frame kind `task.explode`"),
+            (r#"{"kind":"task.dispatch","run_id":"r"}"#, "`task.dispatch` frame is malformed"),
+            (r#"{"kind":"task.cancel"}"#, "`task.cancel` frame is malformed"),
+            (r#"{"kind":"task.dispatch","run_id":"r","idempotency_key":"k","task":{"title":"t"}}"#, "missing field `driver`"),
+        ];
+        for (text, want) in table {
+            let err = ServerFrame::parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The peer's HTTP calls to the OrgX server: license heartbeat, presence heartbeat, skill
+//! rules, terminal receipts. One client, one place that attaches the key, and errors that
+//! name the endpoint but never carry the key.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+
+use crate::gateway::endpoint::BaseUrl;
+use crate::secret::ApiKey;
+
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    pub base: BaseUrl,
+    key: ApiKey,
+}
+
+/// A failed call: which endpoint, and what happened.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{endpoint}: HTTP {status}: {body}")]
+    Status { endpoint: &'static str, status: StatusCode, body: String },
+    #[error("{endpoint}: {message}")]
+    Transport { endpoint: &'static str, message: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            ApiError::Transport { .. } => None,
+        }
+    }
+}
+
+impl Api {
+    pub fn new(base: BaseUrl, key: ApiKey) -> Result<Api, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("orgx-peer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Api { client, base, key })
+    }
+
+    async fn call(&self, endpoint: &'static str, method: Method, url: Url, body: Option<&Value>, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
+        let mut req = self.client.request(method, url).header(reqwest::header::AUTHORIZATION, self.key.authorization());
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        // reqwest errors name the URL, never headers: the key cannot leak through them.
+        let resp = req.send().await.map_err(|e| ApiError::Transport { endpoint, message: e.without_url().to_string() })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let body: String = self.key.redact(&text).chars().take(300).collect();
+            return Err(ApiError::Status { endpoint, status, body });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn license_heartbeat(&self, body: &Value) -> Result<Value, ApiError> {
+        self.call("license heartbeat", Method::POST, self.base.license_heartbeat(), Some(body), None).await
+    }
+
+    pub async fn presence_heartbeat(&self, body: &Value) -> Result<Value, ApiError> {
+        self.call("presence heartbeat", Method::POST, self.base.presence_heartbeat(), Some(body), None).await
+    }
+
+    /// The raw plan-skills body (parsed by `rules`).
+    pub async fn plan_skills(&self, workspace_id: &str) -> Result<Value, ApiError> {
+        self.call("plan-skills", Method::GET, self.base.plan_skills(workspace_id), None, None).await
+    }
+
+    pub async fn post_receipt(&self, run_id: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call("receipt", Method::POST, self.base.receipt(run_id), Some(body), Some(run_id)).await
+    }
+}

@@ -1,0 +1,252 @@
+//! A live run: the driver process, its stdout lines, the run's pipeline, and the outbox.
+//!
+//! The pipeline calls into components synchronously (each call bounded by its deadline), so
+//! it lives on a thread of its own fed through a bounded channel: a slow or hostile
+//! component backs up this run's stdout, never the async runtime or another run. The async
+//! side owns the process: it reads lines, and enforces cancel and timeout (SIGTERM to the
+//! group, SIGKILL after the grace). The terminal message goes out the moment the pipeline
+//! produces it; the process then gets a short grace to exit before its group is killed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::lines::Line;
+use super::pipeline::{RunPipeline, RunSpec};
+use super::process::{DriverProcess, ExitInfo, SpawnSpec};
+use crate::components::ActiveComponents;
+use crate::gateway::frames::Dispatch;
+use crate::outbox::Outbox;
+use crate::protocol::PeerMessage;
+use crate::rules::Rule;
+use crate::sandbox::{types as t, Limits};
+use crate::secret::ApiKey;
+
+/// SIGTERM → SIGKILL grace for cancel, timeout and shutdown (the protocol's 3 s).
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long a process may linger after its terminal message before its group is killed.
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// What a live run needs besides its dispatch.
+#[derive(Clone)]
+pub struct DriverConfig {
+    pub claude_bin: PathBuf,
+    pub plugin_dir: Option<PathBuf>,
+    pub api_key: ApiKey,
+    pub max_line_bytes: usize,
+    pub limits: Limits,
+    /// Extra arguments after the fixed ones (tests use this for `--model` etc.).
+    pub extra_args: Vec<String>,
+}
+
+/// The store key under which a running run's process group id is kept.
+pub fn pgid_key(run_id: &str) -> String {
+    format!("pgid/{run_id}")
+}
+
+/// The prompt handed to `claude -p`, built from the task.
+pub fn prompt(d: &Dispatch) -> String {
+    let mut p = d.task.title.trim().to_string();
+    if let Some(desc) = d.task.description.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        p.push_str("\n\n");
+        p.push_str(desc);
+    }
+    if let Some(skills) = d.task.skill_ids.as_ref().filter(|s| !s.is_empty()) {
+        p.push_str("\n\nApply these OrgX skills: ");
+        p.push_str(&skills.join(", "));
+    }
+    p
+}
+
+/// Run one dispatch to its terminal message. `cancel` carries the server's reason; the
+/// dispatch's `timeout_seconds` bounds the run.
+pub async fn run(
+    dispatch: Dispatch,
+    cfg: DriverConfig,
+    components: ActiveComponents,
+    rules: Arc<Vec<Rule>>,
+    outbox: Outbox,
+    mut cancel: watch::Receiver<Option<String>>,
+) {
+    let run_id = dispatch.run_id.clone();
+    let started_at = SystemTime::now();
+    let (input, inputs) = mpsc::channel::<Input>(256);
+    let (done_tx, mut done) = oneshot::channel::<()>();
+    let worker = {
+        let (run_id, cwd, outbox, limits) = (run_id.clone(), dispatch.task.repo_path.clone(), outbox.clone(), cfg.limits);
+        std::thread::Builder::new()
+            .name(format!("run-{}", short(&run_id)))
+            .spawn(move || pipeline_thread(run_id, cwd, started_at, components, rules, limits, outbox, inputs, done_tx))
+    };
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(run_id = %run_id, "cannot start the run's pipeline thread: {e}");
+            return;
+        }
+    };
+
+    let spawned = DriverProcess::spawn(spawn_spec(&dispatch, &cfg));
+    let (mut process, mut stdout) = match spawned {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(run_id = %run_id, "cannot start claude: {e}");
+            let _ = input.send(Input::Fail(format!("cannot start claude: {e}"), false)).await;
+            drop(input);
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+            return;
+        }
+    };
+    tracing::info!(run_id = %run_id, pid = process.pid(), "run started");
+    // Recorded so a restarted peer can kill the group if this one dies mid-run.
+    let group_key = pgid_key(&run_id);
+    if let Err(e) = outbox.store().put(&group_key, process.pid().to_string().as_bytes()) {
+        tracing::warn!(run_id = %run_id, "cannot record the run's process group: {e}");
+    }
+
+    let timeout = dispatch.timeout_seconds.filter(|s| *s > 0);
+    let deadline = async {
+        match timeout {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut oversize_reported = 0;
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = &mut done => {
+                // The terminal message is out; let the process finish on its own, briefly.
+                if tokio::time::timeout(EXIT_GRACE, process.wait()).await.is_err() {
+                    process.terminate(KILL_GRACE).await;
+                }
+                break None;
+            }
+            reason = cancelled(&mut cancel) => {
+                tracing::info!(run_id = %run_id, "cancelling run: {reason}");
+                process.terminate(KILL_GRACE).await;
+                break Some(Input::End(t::EndReason::Cancelled(reason), None));
+            }
+            _ = &mut deadline => {
+                let secs = timeout.unwrap_or_default();
+                tracing::warn!(run_id = %run_id, "run timed out after {secs} s");
+                process.terminate(KILL_GRACE).await;
+                break Some(Input::End(t::EndReason::TimedOut(secs.min(u32::MAX as u64) as u32), None));
+            }
+            line = stdout.next() => match line {
+                Ok(Some(Line::Full(bytes))) => {
+                    if input.send(Input::Line(bytes)).await.is_err() {
+                        break None;
+                    }
+                }
+                Ok(Some(Line::Oversize { len })) => {
+                    oversize_reported += 1;
+                    tracing::warn!(run_id = %run_id, len, limit = cfg.max_line_bytes, "skipped an oversize stdout line");
+                }
+                Ok(None) | Err(_) => {
+                    let exit = process.wait().await;
+                    let tail = process.stderr_tail().map(|t| cfg.api_key.redact(&t));
+                    let exit = match exit {
+                        ExitInfo::Code(c) => t::ProcessExit::Code(c),
+                        ExitInfo::Signal(s) => t::ProcessExit::Signal(s),
+                    };
+                    break Some(Input::End(t::EndReason::Exited(exit), tail));
+                }
+            }
+        }
+    };
+    if let Some(end) = end {
+        let _ = input.send(end).await;
+    }
+    drop(input);
+    if oversize_reported > 0 {
+        tracing::warn!(run_id = %run_id, count = oversize_reported, "oversize stdout lines were skipped");
+    }
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    let _ = outbox.store().delete(&group_key);
+    tracing::info!(run_id = %run_id, "run finished");
+}
+
+/// The server's cancel reason, once there is one. A dropped sender never cancels.
+async fn cancelled(rx: &mut watch::Receiver<Option<String>>) -> String {
+    let reason = match rx.wait_for(Option::is_some).await {
+        Ok(r) => r.clone(),
+        Err(_) => None,
+    };
+    match reason {
+        Some(r) => r,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_spec(d: &Dispatch, cfg: &DriverConfig) -> SpawnSpec {
+    let mut args: Vec<std::ffi::OsString> = vec!["-p".into(), prompt(d).into(), "--output-format".into(), "stream-json".into(), "--verbose".into()];
+    if let Some(dir) = &cfg.plugin_dir {
+        args.push("--plugin-dir".into());
+        args.push(dir.into());
+    }
+    args.extend(cfg.extra_args.iter().map(Into::into));
+    SpawnSpec {
+        program: cfg.claude_bin.clone(),
+        args,
+        cwd: d.task.repo_path.as_deref().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
+        // The model's Bash tool must not be able to read the gateway key.
+        env_remove: vec!["ORGX_API_KEY".into()],
+        env_add: vec![("ORGX_RUN_ID".into(), d.run_id.clone().into())],
+        max_line_bytes: cfg.max_line_bytes,
+        stderr_tail_bytes: 8 << 10,
+    }
+}
+
+enum Input {
+    Line(Vec<u8>),
+    End(t::EndReason, Option<String>),
+    Fail(String, bool),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pipeline_thread(
+    run_id: String,
+    cwd: Option<String>,
+    started_at: SystemTime,
+    components: ActiveComponents,
+    rules: Arc<Vec<Rule>>,
+    limits: Limits,
+    outbox: Outbox,
+    mut inputs: mpsc::Receiver<Input>,
+    done: oneshot::Sender<()>,
+) {
+    let (mut run, first) = RunPipeline::start(RunSpec {
+        run_id: run_id.clone(),
+        cwd,
+        mapper: &components.mapper,
+        matcher: &components.matcher,
+        rules: &rules,
+        started_at,
+        limits,
+    });
+    let push = |msgs: Vec<PeerMessage>| {
+        if let Err(e) = outbox.push(&msgs) {
+            tracing::error!(run_id = %run_id, "cannot persist {} outgoing message(s): {e}", msgs.len());
+        }
+    };
+    push(first);
+    while !run.is_done() {
+        let msgs = match inputs.blocking_recv() {
+            Some(Input::Line(line)) => run.on_line(&line),
+            Some(Input::End(reason, tail)) => run.on_end(&reason, tail.as_deref()),
+            Some(Input::Fail(reason, recoverable)) => run.fail(reason, recoverable),
+            // The async side is gone without an end: still close the run.
+            None => run.fail("the peer lost track of the run".into(), true),
+        };
+        push(msgs);
+    }
+    let _ = done.send(());
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(24).collect()
+}

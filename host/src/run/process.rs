@@ -1,0 +1,214 @@
+//! The driver process: spawned in its own process group, its stderr always drained, and
+//! stopped as a group so nothing it started outlives the run.
+//!
+//! Three guards against orphans: the child leads a new process group and every stop signals
+//! the whole group (a Bash tool's grandchildren included); the child is tied to the peer with
+//! `PR_SET_PDEATHSIG`, so a SIGKILLed peer takes it along; and the group id is recorded by the
+//! caller so a restarted peer can kill what a crashed one left (`kill_stale_group`).
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::lines::LineReader;
+
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub env_remove: Vec<OsString>,
+    pub env_add: Vec<(OsString, OsString)>,
+    pub max_line_bytes: usize,
+    pub stderr_tail_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitInfo {
+    Code(i32),
+    Signal(i32),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("`{program}` was not found: install Claude Code (npm install -g @anthropic-ai/claude-code) or set ORGX_CLAUDE_BIN to its path")]
+    NotFound { program: String },
+    #[error("`{program}` is not executable (permission denied): check the file's mode or ORGX_CLAUDE_BIN")]
+    PermissionDenied { program: String },
+    #[error("the task's repo_path `{cwd}` cannot be used as a working directory: {source}")]
+    BadCwd { cwd: String, source: std::io::Error },
+    #[error("cannot start `{program}`: {source}")]
+    Other { program: String, source: std::io::Error },
+}
+
+/// The last bytes a process wrote to stderr.
+#[derive(Default)]
+struct StderrTail {
+    bytes: Vec<u8>,
+}
+
+pub struct DriverProcess {
+    child: Child,
+    pid: i32,
+    exit: Option<ExitInfo>,
+    stderr: Arc<Mutex<StderrTail>>,
+}
+
+impl DriverProcess {
+    pub fn spawn(spec: SpawnSpec) -> Result<(DriverProcess, LineReader<ChildStdout>), SpawnError> {
+        let program = spec.program.display().to_string();
+        if let Err(source) = std::fs::read_dir(&spec.cwd) {
+            return Err(SpawnError::BadCwd { cwd: spec.cwd.display().to_string(), source });
+        }
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for k in &spec.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &spec.env_add {
+            cmd.env(k, v);
+        }
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SpawnError::NotFound { program: program.clone() },
+            std::io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program: program.clone() },
+            _ => SpawnError::Other { program: program.clone(), source },
+        })?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = Arc::new(Mutex::new(StderrTail::default()));
+        if let Some(mut err) = child.stderr.take() {
+            let tail = stderr.clone();
+            let cap = spec.stderr_tail_bytes.max(256);
+            // Always drain stderr: a chatty child must never block on a full pipe.
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                while let Ok(n) = err.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    t.bytes.extend_from_slice(&buf[..n]);
+                    if t.bytes.len() > cap {
+                        let cut = t.bytes.len() - cap;
+                        t.bytes.drain(..cut);
+                    }
+                }
+            });
+        }
+        Ok((DriverProcess { child, pid, exit: None, stderr }, LineReader::new(stdout, spec.max_line_bytes)))
+    }
+
+    /// The process id, which is also its process group id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Send `sig` to the whole process group.
+    pub fn signal_group(&self, sig: i32) -> std::io::Result<()> {
+        if self.pid <= 0 {
+            return Ok(());
+        }
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+        if unsafe { libc::kill(-self.pid, sig) } == 0 {
+            Ok(())
+        } else {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(e) }
+        }
+    }
+
+    /// Wait for the process to exit; then kill anything left in its group.
+    pub async fn wait(&mut self) -> ExitInfo {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        let info = match self.child.wait().await {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(c), _) => ExitInfo::Code(c),
+                (None, Some(s)) => ExitInfo::Signal(s),
+                (None, None) => ExitInfo::Code(-1),
+            },
+            Err(_) => ExitInfo::Code(-1),
+        };
+        self.exit = Some(info);
+        // Grandchildren (a Bash tool's background jobs) must not outlive the run.
+        let _ = self.signal_group(libc::SIGKILL);
+        info
+    }
+
+    /// SIGTERM to the group; SIGKILL to the group after `grace` if the process is still
+    /// there. Always ends with the group gone.
+    pub async fn terminate(&mut self, grace: Duration) -> ExitInfo {
+        if let Some(e) = self.exit {
+            let _ = self.signal_group(libc::SIGKILL);
+            return e;
+        }
+        let _ = self.signal_group(libc::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = self.signal_group(libc::SIGKILL);
+            }
+        }
+        self.wait().await
+    }
+
+    /// The last non-empty line the process wrote to stderr (lossy UTF-8, ≤ 1000 chars).
+    pub fn stderr_tail(&self) -> Option<String> {
+        let t = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let text = String::from_utf8_lossy(&t.bytes);
+        let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+        Some(line.chars().take(1000).collect())
+    }
+}
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.signal_group(libc::SIGKILL);
+        }
+    }
+}
+
+/// Kill a process group a previous life of the peer recorded, if it still exists and is
+/// still a group led by that pid (a recycled pid that leads no group is left alone).
+pub fn kill_stale_group(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pgid}/stat")) else { return false };
+    // Fields after the `(comm)`: state, ppid, pgrp, ...
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
+        return false;
+    }
+    // SAFETY: signals a process group; no memory is touched.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) == 0 }
+}

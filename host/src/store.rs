@@ -1,0 +1,355 @@
+//! The peer's durable state in one redb file in the data dir: the outbox, delivered
+//! terminal messages, dispatch dedupe, and small keyed blobs (rules cache, process groups).
+//!
+//! Every write commits with redb's default durability (fsync before `commit` returns), so
+//! whatever a caller was told is stored survives a SIGKILL. Orders are sequence numbers
+//! kept in the same transactions as the data, so they stay monotonic across restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const DELIVERED: TableDefinition<&str, u64> = TableDefinition::new("delivered");
+const DELIVERED_ORDER: TableDefinition<u64, &str> = TableDefinition::new("delivered_order");
+const DISPATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("dispatch");
+const FINISHED_ORDER: TableDefinition<u64, &str> = TableDefinition::new("finished_order");
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// How many delivered run ids and finished dispatch keys are remembered.
+pub const DELIVERED_KEPT: u64 = 10_000;
+pub const FINISHED_KEPT: u64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("peer store `{path}`: {message}")]
+pub struct StoreError {
+    path: String,
+    message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub run_id: String,
+    pub message_json: String,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    New,
+    Duplicate { run_id: String, finished: bool },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+}
+
+fn encode_entry(run_id: &str, json: &str, terminal: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + run_id.len() + json.len());
+    v.push(terminal as u8);
+    v.extend_from_slice(&(run_id.len() as u32).to_le_bytes());
+    v.extend_from_slice(run_id.as_bytes());
+    v.extend_from_slice(json.as_bytes());
+    v
+}
+
+fn decode_entry(seq: u64, b: &[u8]) -> Option<OutboxEntry> {
+    let terminal = *b.first()? == 1;
+    let len = u32::from_le_bytes(b.get(1..5)?.try_into().ok()?) as usize;
+    let run_id = std::str::from_utf8(b.get(5..5 + len)?).ok()?.to_string();
+    let message_json = std::str::from_utf8(b.get(5 + len..)?).ok()?.to_string();
+    Some(OutboxEntry { seq, run_id, message_json, terminal })
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |message: String| StoreError { path: path.display().to_string(), message };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => err("another orgx-peer is using this data dir (stop it, or set ORGX_PEER_DATA_DIR to another directory)".into()),
+            other => err(format!("cannot open it ({other}); if it is corrupted, move it aside and restart (owed messages in it would be lost)")),
+        })?;
+        let store = Store { db: Arc::new(db), path: Arc::new(path.to_path_buf()) };
+        // Create every table once, so readers never see a missing table.
+        store.write(|w| {
+            w.open_table(OUTBOX)?;
+            w.open_table(META)?;
+            w.open_table(DELIVERED)?;
+            w.open_table(DELIVERED_ORDER)?;
+            w.open_table(DISPATCH)?;
+            w.open_table(FINISHED_ORDER)?;
+            w.open_table(KV)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError { path: self.path.display().to_string(), message: e.to_string() }
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let r = f(&txn).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(r)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        f(&txn).map_err(|e| self.err(e))
+    }
+
+    /// Append messages in order, in one transaction; returns the last sequence number.
+    pub fn enqueue_batch(&self, batch: &[(String, String, bool)]) -> Result<u64, StoreError> {
+        self.write(|w| {
+            let mut meta = w.open_table(META)?;
+            let mut seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
+            let mut outbox = w.open_table(OUTBOX)?;
+            let mut last = 0;
+            for (run_id, json, terminal) in batch {
+                outbox.insert(seq, encode_entry(run_id, json, *terminal).as_slice())?;
+                last = seq;
+                seq += 1;
+            }
+            meta.insert("next_seq", seq)?;
+            Ok(last)
+        })
+    }
+
+    /// Up to `limit` entries after `after` (all when `None`), in order.
+    pub fn pending(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(OUTBOX)?;
+            let start = after.map_or(0, |a| a.saturating_add(1));
+            let mut out = Vec::new();
+            for item in t.range(start..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                match decode_entry(k.value(), v.value()) {
+                    Some(e) => out.push(e),
+                    None => tracing::error!(seq = k.value(), "skipping an unreadable outbox entry"),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        self.read(|r| Ok(r.open_table(OUTBOX)?.len()?))
+    }
+
+    /// Remove delivered entries.
+    pub fn ack_many(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.write(|w| {
+            let mut t = w.open_table(OUTBOX)?;
+            for s in seqs {
+                t.remove(*s)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn mark_terminal_delivered(&self, run_id: &str) -> Result<(), StoreError> {
+        self.write(|w| {
+            let mut delivered = w.open_table(DELIVERED)?;
+            if delivered.get(run_id)?.is_some() {
+                return Ok(());
+            }
+            let mut meta = w.open_table(META)?;
+            let n = meta.get("delivered_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert("delivered_seq", n)?;
+            delivered.insert(run_id, n)?;
+            let mut order = w.open_table(DELIVERED_ORDER)?;
+            order.insert(n, run_id)?;
+            if n > DELIVERED_KEPT {
+                let old = n - DELIVERED_KEPT;
+                if let Some(id) = order.remove(old)? {
+                    let id = id.value().to_string();
+                    delivered.remove(id.as_str())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn terminal_delivered(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.read(|r| Ok(r.open_table(DELIVERED)?.get(run_id)?.is_some()))
+    }
+
+    /// Atomically record a dispatch, or report the run that already has its key.
+    pub fn claim_dispatch(&self, key: &str, run_id: &str) -> Result<Claim, StoreError> {
+        self.write(|w| {
+            let mut t = w.open_table(DISPATCH)?;
+            if let Some(v) = t.get(key)? {
+                let b = v.value();
+                let finished = b.first() == Some(&1);
+                let run_id = String::from_utf8_lossy(b.get(1..).unwrap_or_default()).into_owned();
+                return Ok(Claim::Duplicate { run_id, finished });
+            }
+            let mut v = vec![0u8];
+            v.extend_from_slice(run_id.as_bytes());
+            t.insert(key, v.as_slice())?;
+            Ok(Claim::New)
+        })
+    }
+
+    /// The dispatch is done: keep its key among the last `FINISHED_KEPT` finished ones.
+    pub fn finish_dispatch(&self, key: &str) -> Result<(), StoreError> {
+        self.write(|w| {
+            let mut t = w.open_table(DISPATCH)?;
+            let Some(v) = t.get(key)?.map(|v| v.value().to_vec()) else { return Ok(()) };
+            if v.first() == Some(&1) {
+                return Ok(());
+            }
+            let mut done = v;
+            done[0] = 1;
+            t.insert(key, done.as_slice())?;
+            let mut meta = w.open_table(META)?;
+            let n = meta.get("finished_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert("finished_seq", n)?;
+            let mut order = w.open_table(FINISHED_ORDER)?;
+            order.insert(n, key)?;
+            if n > FINISHED_KEPT {
+                if let Some(old) = order.remove(n - FINISHED_KEPT)? {
+                    let old = old.value().to_string();
+                    t.remove(old.as_str())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Dispatches claimed and never finished (a previous life died with them in flight).
+    pub fn running_dispatches(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(DISPATCH)?;
+            let mut out = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let b = v.value();
+                if b.first() == Some(&0) {
+                    out.push((k.value().to_string(), String::from_utf8_lossy(&b[1..]).into_owned()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.open_table(KV)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|r| Ok(r.open_table(KV)?.get(key)?.map(|v| v.value().to_vec())))
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.open_table(KV)?.remove(key)?;
+            Ok(())
+        })
+    }
+
+    pub fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(KV)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix..)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("peer.redb")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn outbox_is_ordered_and_survives_reopen() {
+        let (dir, s) = store();
+        let last = s.enqueue_batch(&[("r1".into(), "{\"a\":1}".into(), false), ("r1".into(), "{\"b\":2}".into(), true)]).unwrap();
+        assert_eq!(last, 2);
+        s.ack_many(&[1]).unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("peer.redb")).unwrap();
+        let p = s.pending(None, 10).unwrap();
+        assert_eq!(p, vec![OutboxEntry { seq: 2, run_id: "r1".into(), message_json: "{\"b\":2}".into(), terminal: true }]);
+        assert_eq!(s.enqueue_batch(&[("r2".into(), "{}".into(), false)]).unwrap(), 3, "seq is monotonic across reopen");
+        assert_eq!(s.pending(Some(2), 10).unwrap().len(), 1);
+        assert_eq!(s.pending_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn dispatch_dedupe_and_eviction() {
+        let (_d, s) = store();
+        assert_eq!(s.claim_dispatch("k", "r1").unwrap(), Claim::New);
+        assert_eq!(s.claim_dispatch("k", "r2").unwrap(), Claim::Duplicate { run_id: "r1".into(), finished: false });
+        assert_eq!(s.running_dispatches().unwrap(), vec![("k".into(), "r1".into())]);
+        s.finish_dispatch("k").unwrap();
+        assert_eq!(s.claim_dispatch("k", "r3").unwrap(), Claim::Duplicate { run_id: "r1".into(), finished: true });
+        assert!(s.running_dispatches().unwrap().is_empty());
+        s.claim_dispatch("running", "rr").unwrap();
+        for i in 0..FINISHED_KEPT + 5 {
+            let k = format!("f{i}");
+            s.claim_dispatch(&k, "x").unwrap();
+            s.finish_dispatch(&k).unwrap();
+        }
+        assert_eq!(s.claim_dispatch("k", "again").unwrap(), Claim::New, "the oldest finished keys are forgotten");
+        assert!(matches!(s.claim_dispatch("running", "x").unwrap(), Claim::Duplicate { finished: false, .. }), "running keys are never evicted");
+    }
+
+    #[test]
+    fn delivered_and_kv() {
+        let (_d, s) = store();
+        assert!(!s.terminal_delivered("r").unwrap());
+        s.mark_terminal_delivered("r").unwrap();
+        s.mark_terminal_delivered("r").unwrap();
+        assert!(s.terminal_delivered("r").unwrap());
+        s.put("pgid/a", b"1").unwrap();
+        s.put("pgid/b", b"2").unwrap();
+        s.put("rules", b"x").unwrap();
+        assert_eq!(s.scan_prefix("pgid/").unwrap().len(), 2);
+        s.delete("pgid/a").unwrap();
+        assert_eq!(s.get("pgid/a").unwrap(), None);
+        assert_eq!(s.get("rules").unwrap().as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_second_open_and_a_corrupt_file_give_clear_errors() {
+        let (dir, _s) = store();
+        let err = Store::open(&dir.path().join("peer.redb")).err().unwrap().to_string();
+        assert!(err.contains("another orgx-peer is using this data dir"), "{err}");
+        let bad = dir.path().join("bad.redb");
+        std::fs::write(&bad, vec![0x5a; 8192]).unwrap();
+        let err = Store::open(&bad).err().unwrap().to_string();
+        assert!(err.contains("bad.redb") && err.contains("cannot open it"), "{err}");
+    }
+}

@@ -1,0 +1,376 @@
+//! `orgx-peer start` end to end: the real binary against a recording OrgX stand-in on
+//! 127.0.0.1, driving a scripted `claude` (tests/support's `fake-claude`). Each test starts
+//! its own server and peer, with fast timings, and asserts on what crossed the wire.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orgx_test_support::fake_claude_bin;
+use orgx_test_support::fake_orgx::FakeOrgx;
+use serde_json::{json, Value};
+
+const KEY: &str = "oxk_test_9f8e7d6c5b4a";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Peer {
+    child: Child,
+    data: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Peer {
+    fn start(server: &FakeOrgx, env: &[(&str, &str)]) -> Peer {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(server, env, data)
+    }
+
+    fn start_in(server: &FakeOrgx, env: &[(&str, &str)], data: tempfile::TempDir) -> Peer {
+        let log = data.path().join(format!("peer-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgx-peer"));
+        cmd.arg("start")
+            .env("ORGX_API_KEY", KEY)
+            .env("ORGX_WORKSPACE_ID", "ws-test")
+            .env("ORGX_BASE_URL", server.base_url())
+            .env("ORGX_CLAUDE_BIN", fake_claude_bin())
+            .env("ORGX_PEER_DATA_DIR", data.path())
+            .env("ORGX_PING_INTERVAL_MS", "200")
+            .env("ORGX_DEAD_AFTER_MS", "1500")
+            .env("ORGX_RECONNECT_FIRST_MS", "50")
+            .env("ORGX_RECONNECT_CAP_MS", "400")
+            .env("ORGX_PRESENCE_INTERVAL_MS", "500")
+            .env("ORGX_RECEIPT_GRACE_MS", "300")
+            .env("ORGX_LOG", "debug")
+            .env("ORGX_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("orgx-peer starts");
+        Peer { child, data, log }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Every test's logs are scanned for the key: it must never appear.
+        let logs = self.logs();
+        assert!(!logs.contains(KEY), "the API key leaked into the logs of {}", self.log.display());
+    }
+}
+
+fn rules() -> Value {
+    serde_json::from_slice(&std::fs::read(common::fixtures_dir().join("rules/demo.json")).unwrap()).unwrap()
+}
+
+fn transcript(name: &str) -> String {
+    common::transcripts_dir().join(name).display().to_string()
+}
+
+fn dispatch(run_id: &str, key: &str, repo: &Path, timeout: Option<u64>) -> Value {
+    let mut d = json!({
+        "kind": "task.dispatch", "run_id": run_id, "idempotency_key": key,
+        "task": { "title": "Write hello.txt", "description": "and show it", "repo_path": repo.display().to_string(), "driver": "claude_code", "skill_ids": ["s1"] },
+    });
+    if let Some(t) = timeout {
+        d["timeout_seconds"] = json!(t);
+    }
+    d
+}
+
+fn kinds(frames: &[Value]) -> Vec<String> {
+    frames.iter().map(|f| f["kind"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+fn terminal(server: &FakeOrgx, run_id: &str) -> Option<Value> {
+    server.frames_for(run_id).into_iter().find(|f| f["kind"] == "task.completed" || f["kind"] == "task.failed")
+}
+
+async fn connected(server: &FakeOrgx) {
+    server.wait_until("the peer connects", WAIT, |s| s.connections() >= 1).await;
+}
+
+async fn until_terminal(server: &FakeOrgx, run_id: &str) -> Value {
+    let id = run_id.to_string();
+    server.wait_until(&format!("terminal message of {run_id}"), WAIT, move |s| terminal(s, &id).is_some()).await;
+    terminal(server, run_id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_run_with_rules_heartbeats_and_handshake() {
+    let server = FakeOrgx::start(KEY, rules()).await;
+    let repo = tempfile::tempdir().unwrap();
+    let t = transcript("success-tools.ndjson");
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t)]);
+    connected(&server).await;
+    server.wait_until("plan-skills fetched", WAIT, |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.send_json(dispatch("run-ok", "key-ok", repo.path(), None)));
+    let done = until_terminal(&server, "run-ok").await;
+    let frames = server.frames_for("run-ok");
+    assert_eq!(
+        kinds(&frames),
+        ["task.started", "task.step", "task.step", "task.deviation", "task.deviation", "task.step", "task.deviation", "task.step", "task.completed"]
+    );
+    assert_eq!(frames[0]["session_handle"], "87c32515-b74c-41fd-8287-4b0f42059a7b");
+    assert_eq!(done["tokens_used"], 6190);
+    assert_eq!(done["cost_estimate_cents"], 2);
+    assert_eq!(frames[3]["dedupe_key"], "no-plaintext-notes:txt-file:run-ok");
+
+    let (query, protocols) = server.handshakes()[0].clone();
+    assert_eq!(protocols, ["orgx.v1".to_string(), format!("bearer.{KEY}")]);
+    for want in ["workspace_id=ws-test", "plugin_id=%40useorgx%2Forgx-peer", "drivers=claude_code", "installation_id="] {
+        assert!(query.contains(want), "{query} lacks {want}");
+    }
+    server.wait_until("license heartbeat", WAIT, |s| !s.calls("/api/v1/licenses/heartbeat").is_empty()).await;
+    let lic = &server.calls("/api/v1/licenses/heartbeat")[0];
+    assert_eq!(lic.headers["authorization"], format!("Bearer {KEY}"));
+    assert_eq!(lic.body["workspace_id"], "ws-test");
+    assert!(lic.body["manifest_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(lic.body["signature"], "");
+    server.wait_until("presence heartbeat", WAIT, |s| !s.calls("/api/v1/gateway/heartbeat").is_empty()).await;
+    let p = &server.calls("/api/v1/gateway/heartbeat")[0].body;
+    assert_eq!(p["metadata"]["runtime"], "peer");
+    assert_eq!(p["drivers_installed"], json!(["claude_code"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_dispatch_unknown_driver_and_bad_frames() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let t = transcript("thinking-text.ndjson");
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t)]);
+    connected(&server).await;
+    for bad in ["not json", "[1]", r#"{"kind":"task.explode"}"#, r#"{"kind":"task.dispatch","run_id":"x"}"#] {
+        assert!(server.send_text(bad));
+    }
+    assert!(server.send_json(dispatch("run-a", "same-key", repo.path(), None)));
+    assert!(server.send_json(dispatch("run-b", "same-key", repo.path(), None)));
+    let mut other = dispatch("run-codex", "k2", repo.path(), None);
+    other["task"]["driver"] = json!("codex");
+    assert!(server.send_json(other));
+    until_terminal(&server, "run-a").await;
+    let failed = until_terminal(&server, "run-codex").await;
+    assert_eq!(failed["recoverable"], false);
+    assert!(failed["reason"].as_str().unwrap().contains("driver `codex`"));
+    assert_eq!(kinds(&server.frames_for("run-codex")), ["task.started", "task.failed"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(server.frames_for("run-b").is_empty(), "a duplicate idempotency_key is a no-op");
+    assert_eq!(server.connections(), 1, "bad frames do not drop the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_kills_the_whole_group_within_the_grace() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let pidfile = repo.path().join("pids");
+    let pf = pidfile.display().to_string();
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "ignore-sigterm"), ("FAKE_CLAUDE_PIDFILE", &pf)]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-c", "kc", repo.path(), None)));
+    server.wait_until("task.started", WAIT, |s| !s.frames_for("run-c").is_empty()).await;
+    let t0 = Instant::now();
+    while !pidfile.exists() && t0.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pids: Vec<i32> = std::fs::read_to_string(&pidfile).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 3);
+    let t0 = Instant::now();
+    assert!(server.send_json(json!({"kind": "task.cancel", "run_id": "run-c", "reason": "user asked"})));
+    let failed = until_terminal(&server, "run-c").await;
+    let took = t0.elapsed();
+    assert_eq!(failed["reason"], "cancelled: user asked");
+    assert_eq!(failed["recoverable"], false);
+    assert!(took >= Duration::from_millis(2900) && took < Duration::from_secs(6), "SIGKILL after the 3 s grace: {took:?}");
+    for pid in pids {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+        assert!(!alive, "process {pid} survived the cancel");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_exit_without_result_and_missing_claude() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "hang")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-t", "kt", repo.path(), Some(1))));
+    let failed = until_terminal(&server, "run-t").await;
+    assert_eq!(failed["reason"], "timed out after 1 s");
+    assert_eq!(failed["recoverable"], true);
+
+    let server2 = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let _peer2 = Peer::start(&server2, &[("FAKE_CLAUDE_MODE", "no-result")]);
+    connected(&server2).await;
+    assert!(server2.send_json(dispatch("run-n", "kn", repo.path(), None)));
+    let failed = until_terminal(&server2, "run-n").await;
+    assert_eq!(failed["reason"], "claude exited without a result");
+    assert_eq!(failed["recoverable"], false);
+    assert_eq!(kinds(&server2.frames_for("run-n")), ["task.started", "task.step", "task.failed"]);
+
+    let server3 = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let _peer3 = Peer::start(&server3, &[("ORGX_CLAUDE_BIN", "/nonexistent/claude")]);
+    connected(&server3).await;
+    assert!(server3.send_json(dispatch("run-m", "km", repo.path(), None)));
+    let failed = until_terminal(&server3, "run-m").await;
+    assert!(failed["reason"].as_str().unwrap().contains("was not found"), "{failed}");
+    assert_eq!(kinds(&server3.frames_for("run-m")), ["task.started", "task.failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_passed_to_claude_lacks_the_key() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let report = repo.path().join("env.json");
+    let r = report.display().to_string();
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "env-dump"), ("FAKE_CLAUDE_REPORT", &r)]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-env", "ke", repo.path(), None)));
+    until_terminal(&server, "run-env").await;
+    let env: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let keys: Vec<&str> = env["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(!keys.contains(&"ORGX_API_KEY"));
+    assert!(keys.contains(&"ORGX_WORKSPACE_ID"), "the rest of the environment is passed on");
+    assert_eq!(env["run_id"], "run-env");
+    assert_eq!(env["cwd"], repo.path().canonicalize().unwrap().display().to_string());
+    let argv: Vec<&str> = env["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(&argv[..1], ["-p"]);
+    assert!(argv[1].contains("Write hello.txt") && argv[1].contains("and show it") && argv[1].contains("s1"));
+    assert_eq!(&argv[2..5], ["--output-format", "stream-json", "--verbose"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reconnect_after_4401_or_a_401_handshake() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let mut peer = Peer::start(&server, &[]);
+    connected(&server).await;
+    assert!(server.close_with(4401, "unauthorized"));
+    assert_eq!(peer.wait_exit(WAIT), Some(1), "the peer stops, exit 1");
+    assert_eq!(server.connections(), 1);
+    assert!(peer.logs().contains("4401"), "says why");
+
+    let server2 = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    server2.fail_handshakes(401, 100);
+    let mut peer2 = Peer::start(&server2, &[]);
+    assert_eq!(peer2.wait_exit(WAIT), Some(1));
+    assert_eq!(server2.handshakes().len(), 1, "no second attempt after HTTP 401");
+    assert!(peer2.logs().contains("401 Unauthorized"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_dropped_mid_run_delivers_every_message_once_in_order() {
+    let server = FakeOrgx::start(KEY, rules()).await;
+    let repo = tempfile::tempdir().unwrap();
+    let t = transcript("long-session.ndjson");
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t), ("FAKE_CLAUDE_DELAY_MS", "15")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-d", "kd", repo.path(), None)));
+    server.wait_until("some steps", WAIT, |s| s.frames_for("run-d").len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(server.drop_connection());
+    until_terminal(&server, "run-d").await;
+    let frames = server.frames_for("run-d");
+    // 1 started + 121 steps + 1 completed, none lost, none twice, in order.
+    assert_eq!(frames.len(), 123, "{:?}", kinds(&frames));
+    let summaries: Vec<String> = frames.iter().filter(|f| f["kind"] == "task.step").map(|f| f["step"]["summary"].as_str().unwrap().to_string()).collect();
+    let mut expected = Vec::new();
+    for i in 1..=60 {
+        expected.push(format!("Step {i} of 60: echoing {i}."));
+        expected.push(format!("Bash echo {i}"));
+    }
+    expected.push("All 60 steps done.".into());
+    assert_eq!(summaries, expected);
+    assert!(server.connections() >= 2);
+    assert!(server.frames().iter().any(|(c, f)| *c >= 2 && f["run_id"] == "run-d"), "the rest came on the new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_run_in_flight_fails_it_and_exits_cleanly() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let mut peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "hang")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-s", "ks", repo.path(), None)));
+    server.wait_until("started", WAIT, |s| !s.frames_for("run-s").is_empty()).await;
+    peer.signal(15);
+    let failed = until_terminal(&server, "run-s").await;
+    assert_eq!(failed["reason"], "cancelled: peer shutting down");
+    assert_eq!(peer.wait_exit(WAIT), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_restart_delivers_what_was_owed() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_path = data.path().to_path_buf();
+    let mut peer = Peer::start_in(&server, &[("FAKE_CLAUDE_MODE", "hang")], data);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-k", "kk", repo.path(), None)));
+    server.wait_until("started", WAIT, |s| !s.frames_for("run-k").is_empty()).await;
+    peer.signal(9);
+    peer.wait_exit(WAIT);
+    let data = std::mem::replace(&mut peer.data, tempfile::tempdir().unwrap());
+    drop(peer);
+    assert_eq!(data.path(), data_path);
+    let _again = Peer::start_in(&server, &[("FAKE_CLAUDE_MODE", "hang")], data);
+    let failed = until_terminal(&server, "run-k").await;
+    assert_eq!(failed["recoverable"], true);
+    assert!(failed["reason"].as_str().unwrap().contains("peer stopped while the run was in flight"));
+    assert_eq!(server.frames_for("run-k").iter().filter(|f| f["kind"] == "task.failed").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_socket_is_noticed_and_replaced() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let _peer = Peer::start(&server, &[]);
+    connected(&server).await;
+    let t0 = Instant::now();
+    assert!(server.go_silent());
+    server.wait_until("a new connection", WAIT, |s| s.connections() >= 2).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "noticed in {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mib_line_and_a_revoked_license_do_not_stop_anything() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    server.set_status("/api/v1/licenses/heartbeat", 402);
+    let repo = tempfile::tempdir().unwrap();
+    let peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "huge-line")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-h", "kh", repo.path(), None)));
+    let done = until_terminal(&server, "run-h").await;
+    assert_eq!(done["kind"], "task.completed");
+    assert_eq!(kinds(&server.frames_for("run-h")), ["task.started", "task.step", "task.completed"]);
+    server.wait_until("402 logged", WAIT, |_| peer.logs().contains("degraded")).await;
+}

@@ -1,0 +1,288 @@
+//! A recording stand-in of the OrgX server on 127.0.0.1: the gateway WebSocket and the HTTP
+//! endpoints a peer calls, each scriptable (status codes, close codes, dropped or silent
+//! connections) and each recording what it received, for tests to assert on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// One HTTP call the server received.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+/// What the test tells the live connection to do.
+#[derive(Debug)]
+enum Command {
+    Send(String),
+    Close(u16, String),
+    Drop,
+    Silent,
+}
+
+#[derive(Default)]
+struct State {
+    frames: Vec<(usize, Value)>,
+    raw_frames: Vec<String>,
+    calls: Vec<HttpCall>,
+    statuses: HashMap<String, u16>,
+    handshake_status: Option<(u16, usize)>,
+    connections: usize,
+    handshakes: Vec<(String, Vec<String>)>,
+    plan_skills: Value,
+    live: Option<mpsc::UnboundedSender<Command>>,
+}
+
+#[derive(Clone)]
+pub struct FakeOrgx {
+    addr: std::net::SocketAddr,
+    key: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeOrgx {
+    /// Start on 127.0.0.1:0; `key` is the only API key it accepts.
+    pub async fn start(key: &str, plan_skills: Value) -> FakeOrgx {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State { plan_skills, ..State::default() }));
+        let server = FakeOrgx { addr, key: key.to_string(), state };
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move { s.serve(stream).await });
+            }
+        });
+        server
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer `path` (e.g. `/api/v1/licenses/heartbeat`) with `status` from now on.
+    pub fn set_status(&self, path: &str, status: u16) {
+        self.lock().statuses.insert(path.to_string(), status);
+    }
+
+    /// Answer the next `n` WebSocket handshakes with HTTP `status`.
+    pub fn fail_handshakes(&self, status: u16, n: usize) {
+        self.lock().handshake_status = Some((status, n));
+    }
+
+    pub fn set_plan_skills(&self, body: Value) {
+        self.lock().plan_skills = body;
+    }
+
+    pub fn connections(&self) -> usize {
+        self.lock().connections
+    }
+
+    /// (query string, subprotocols) of every handshake attempt.
+    pub fn handshakes(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().handshakes.clone()
+    }
+
+    /// Every JSON frame received, with the connection number it came on.
+    pub fn frames(&self) -> Vec<(usize, Value)> {
+        self.lock().frames.clone()
+    }
+
+    pub fn frames_for(&self, run_id: &str) -> Vec<Value> {
+        self.frames().into_iter().map(|(_, f)| f).filter(|f| f["run_id"] == run_id).collect()
+    }
+
+    pub fn calls(&self, path_prefix: &str) -> Vec<HttpCall> {
+        self.lock().calls.iter().filter(|c| c.path.starts_with(path_prefix)).cloned().collect()
+    }
+
+    fn command(&self, c: Command) -> bool {
+        self.lock().live.as_ref().is_some_and(|tx| tx.send(c).is_ok())
+    }
+
+    pub fn send_json(&self, v: Value) -> bool {
+        self.command(Command::Send(v.to_string()))
+    }
+
+    pub fn send_text(&self, text: &str) -> bool {
+        self.command(Command::Send(text.to_string()))
+    }
+
+    pub fn close_with(&self, code: u16, reason: &str) -> bool {
+        self.command(Command::Close(code, reason.to_string()))
+    }
+
+    /// Drop the TCP connection without a close frame.
+    pub fn drop_connection(&self) -> bool {
+        self.command(Command::Drop)
+    }
+
+    /// Keep the TCP connection open but stop reading and answering (a half-open socket).
+    pub fn go_silent(&self) -> bool {
+        self.command(Command::Silent)
+    }
+
+    /// Wait until `pred` holds, polling; panics with `what` after `timeout`.
+    pub async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&FakeOrgx) -> bool) {
+        let t0 = std::time::Instant::now();
+        while !pred(self) {
+            if t0.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for: {what}\nframes: {:#?}", self.frames());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn serve(&self, stream: TcpStream) {
+        let mut head = vec![0u8; 16 << 10];
+        let n = match stream.peek(&mut head).await {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let text = String::from_utf8_lossy(&head[..n]).to_string();
+        if text.starts_with("GET /api/v1/gateway/stream") {
+            self.serve_ws(stream).await;
+        } else {
+            self.serve_http(stream).await;
+        }
+    }
+
+    async fn serve_ws(&self, stream: TcpStream) {
+        let key = self.key.clone();
+        let state = self.state.clone();
+        let callback = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+            let protocols: Vec<String> = req
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            st.handshakes.push((req.uri().query().unwrap_or("").to_string(), protocols.clone()));
+            let reject = |status: u16| {
+                let mut r = ErrorResponse::new(Some("refused".into()));
+                *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                r
+            };
+            if let Some((status, left)) = st.handshake_status {
+                st.handshake_status = (left > 1).then_some((status, left - 1));
+                return Err(reject(status));
+            }
+            if protocols.len() != 2 || protocols[0] != "orgx.v1" || protocols[1] != format!("bearer.{key}") {
+                return Err(reject(401));
+            }
+            resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("orgx.v1"));
+            Ok(resp)
+        };
+        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let conn = {
+            let mut st = self.lock();
+            st.connections += 1;
+            st.live = Some(tx);
+            st.connections
+        };
+        let (mut sink, mut source) = ws.split();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Send(text)) => { if sink.send(Message::Text(text.into())).await.is_err() { break; } }
+                    Some(Command::Close(code, reason)) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
+                        break;
+                    }
+                    Some(Command::Drop) | None => break,
+                    Some(Command::Silent) => {
+                        // Hold the socket open, read nothing, answer nothing.
+                        let _hold = (sink, source);
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                },
+                msg = source.next() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        let mut st = self.lock();
+                        st.raw_frames.push(t.to_string());
+                        let v = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        st.frames.push((conn, v));
+                    }
+                    Some(Ok(Message::Ping(p))) => { if sink.send(Message::Pong(p)).await.is_err() { break; } }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        let mut st = self.lock();
+        if st.connections == conn {
+            st.live = None;
+        }
+    }
+
+    async fn serve_http(&self, mut stream: TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or("").split_whitespace();
+        let method = first.next().unwrap_or("").to_string();
+        let target = first.next().unwrap_or("").to_string();
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < head_end + len {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = serde_json::from_slice(&buf[head_end..(head_end + len).min(buf.len())]).unwrap_or(Value::Null);
+        let path = target.split('?').next().unwrap_or("").to_string();
+        let (status, reply) = {
+            let mut st = self.lock();
+            st.calls.push(HttpCall { method, path: path.clone(), headers: headers.clone(), body });
+            let authorized = headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {}", self.key));
+            let scripted = st.statuses.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, s)| *s);
+            match (authorized, scripted) {
+                (false, _) => (401, json!({"error": "unauthorized"})),
+                (true, Some(s)) => (s, json!({"status": s})),
+                (true, None) if path == "/api/v1/plan-skills" => (200, st.plan_skills.clone()),
+                (true, None) => (200, json!({"ok": true})),
+            }
+        };
+        let text = reply.to_string();
+        let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+        let _ = stream.write_all(resp.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+}

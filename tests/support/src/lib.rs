@@ -1,0 +1,18 @@
+//! Loopback stand-ins that the integration tests in `tests/` start themselves: a recording
+//! OrgX server (`fake_orgx`) and a scriptable stand-in for the Claude Code CLI
+//! (`fake-claude`, for the misbehaviours the real CLI cannot be made to show). Everything
+//! binds 127.0.0.1 only.
+
+pub mod fake_model;
+pub mod fake_orgx;
+
+use std::path::PathBuf;
+
+/// The `fake-claude` binary, built next to the test executables.
+pub fn fake_claude_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
+    let bin = dir.join("fake-claude");
+    assert!(bin.exists(), "{} missing: build it with `cargo build --release -p orgx-test-support`", bin.display());
+    bin
+}
