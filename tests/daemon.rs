@@ -374,3 +374,110 @@ async fn a_20_mib_line_and_a_revoked_license_do_not_stop_anything() {
     assert_eq!(kinds(&server.frames_for("run-h")), ["task.started", "task.step", "task.completed"]);
     server.wait_until("402 logged", WAIT, |_| peer.logs().contains("degraded")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_finishing_while_the_socket_is_down_is_receipted_over_http_once() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let t = transcript("success-tools.ndjson");
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t), ("FAKE_CLAUDE_DELAY_MS", "300")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-r", "kr", repo.path(), None)));
+    server.wait_until("started", WAIT, |s| !s.frames_for("run-r").is_empty()).await;
+    // The server goes away and refuses to come back until the run is over.
+    server.fail_handshakes(503, 10_000);
+    assert!(server.drop_connection());
+    server.wait_until("the receipt", WAIT, |s| !s.calls("/api/v1/runs/").is_empty()).await;
+    let receipt = &server.calls("/api/v1/runs/")[0];
+    assert_eq!(receipt.path, "/api/v1/runs/run-r/receipt");
+    assert_eq!(receipt.method, "POST");
+    assert_eq!(receipt.headers["idempotency-key"], "run-r");
+    assert_eq!(receipt.headers["authorization"], format!("Bearer {KEY}"));
+    assert_eq!(receipt.body["outcome_kind"], "shipped");
+    assert_eq!(receipt.body["tokens_used"], 6190);
+    assert_eq!(receipt.body["source_driver"], "claude_code");
+    // The socket comes back: the steps are delivered, the completion is not sent again.
+    server.accept_handshakes();
+    server.wait_until("steps flushed after reconnect", WAIT, |s| s.frames_for("run-r").iter().filter(|f| f["kind"] == "task.step").count() == 4).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(server.frames_for("run-r").iter().filter(|f| f["kind"] == "task.completed").count(), 0, "never twice for one run id");
+    assert_eq!(server.calls("/api/v1/runs/").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_fails_recoverably_and_status_reports_runs() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "hang"), ("ORGX_MAX_CONCURRENT_RUNS", "1")]);
+    connected(&server).await;
+    assert!(server.send_json(dispatch("run-1", "k1", repo.path(), None)));
+    server.wait_until("first started", WAIT, |s| !s.frames_for("run-1").is_empty()).await;
+    assert!(server.send_json(dispatch("run-2", "k2", repo.path(), None)));
+    let failed = until_terminal(&server, "run-2").await;
+    assert_eq!(failed["recoverable"], true);
+    assert!(failed["reason"].as_str().unwrap().contains("limit of 1 concurrent runs"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["link"], "connected");
+    assert_eq!(status["runs_in_flight"], json!(["run-1"]));
+    assert_eq!(status["components"][0]["name"], "claude-code");
+    let human = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--data-dir"]).arg(peer.data.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("connection   connected"));
+    let none = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--data-dir", "/nonexistent-orgx"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no orgx-peer is running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_cached_for_a_restart_when_plan_skills_fails() {
+    let server = FakeOrgx::start(KEY, rules()).await;
+    let repo = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let t = transcript("success-tools.ndjson");
+    let env = [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t.as_str())];
+    let mut first = Peer::start_in(&server, &env, data);
+    server.wait_until("rules fetched", WAIT, |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.signal(15);
+    assert_eq!(first.wait_exit(WAIT), Some(0));
+    let data = std::mem::replace(&mut first.data, tempfile::tempdir().unwrap());
+    drop(first);
+
+    let server2 = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    server2.set_status("/api/v1/plan-skills", 500);
+    let _second = Peer::start_in(&server2, &env, data);
+    server2.wait_until("plan-skills attempted", WAIT, |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
+    assert!(server2.send_json(dispatch("run-cached", "kc2", repo.path(), None)));
+    until_terminal(&server2, "run-cached").await;
+    let deviations = server2.frames_for("run-cached").iter().filter(|f| f["kind"] == "task.deviation").count();
+    assert_eq!(deviations, 3, "the cached rules still fire");
+}
+
+#[test]
+fn detect_and_missing_settings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["detect", "--json", "--claude-bin"]).arg(fake_claude_bin()).output().unwrap();
+    assert!(out.status.success());
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((d["installed"].clone(), d["version"].clone(), d["logged_in"].clone()), (json!(true), json!("2.1.330"), json!(true)));
+    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["detect", "--claude-bin", "/nonexistent/claude"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("set ORGX_CLAUDE_BIN"));
+
+    for (missing, present) in [("ORGX_API_KEY", "ORGX_WORKSPACE_ID"), ("ORGX_WORKSPACE_ID", "ORGX_API_KEY")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).arg("start").env_remove(missing).env(present, "x").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{missing}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(missing));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+        .arg("start")
+        .env("ORGX_RUNNER_INSTANCE_ID", "-bad id")
+        .env("ORGX_API_KEY", KEY)
+        .env("ORGX_WORKSPACE_ID", "w")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ORGX_RUNNER_INSTANCE_ID") && !err.contains(KEY), "{err}");
+}

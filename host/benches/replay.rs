@@ -14,7 +14,7 @@ use orgx_mapper_claude_code as native_mapper;
 use orgx_matcher_skill_rules as native_matcher;
 use orgx_peer::components::ActiveComponents;
 use orgx_peer::rules::{Rule, RuleOn, RuleSet};
-use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
+use orgx_peer::run::pipeline::{to_wit_rule, RunPipeline, RunSpec};
 use orgx_peer::sandbox::{matcher_types as m, types as t, Limits, MapperInstance, MatcherInstance, Sandbox};
 
 const ROUNDS: usize = 7;
@@ -161,23 +161,10 @@ fn subjects() -> Vec<(t::MatchSubject, String)> {
     out
 }
 
-fn wit_rule(r: &Rule) -> m::Rule {
-    m::Rule {
-        skill_id: r.skill_id.clone(),
-        pattern: r.pattern.clone(),
-        on: match r.on {
-            RuleOn::FileEdit => t::RuleOn::FileEdit,
-            RuleOn::ToolCall => t::RuleOn::ToolCall,
-        },
-        dedupe_fingerprint: r.dedupe_fingerprint.clone(),
-        evidence_kind: r.evidence_kind.clone(),
-    }
-}
-
 /// Mean time per `check` call in a fresh WASM matcher loaded with `rules`.
 fn wasm_match_cost(components: &ActiveComponents, rules: &[Rule], subjects: &[(t::MatchSubject, String)], reps: usize) -> (Duration, Duration) {
     let mut inst = MatcherInstance::new(&components.matcher, Limits::default()).unwrap();
-    let wit: Vec<m::Rule> = rules.iter().map(wit_rule).collect();
+    let wit: Vec<m::Rule> = rules.iter().map(to_wit_rule).collect();
     let t0 = Instant::now();
     let warnings = inst.begin("bench", &wit).unwrap();
     let setup = t0.elapsed();

@@ -134,23 +134,14 @@ impl RunPipeline {
 
     fn apply(&mut self, event: t::Event, out: &mut Vec<PeerMessage>) -> Result<(), Fault> {
         match event {
-            t::Event::Started(handle) => {
-                if !self.started_sent {
-                    self.started_sent = true;
-                    out.push(PeerMessage::Started(p::Started {
-                        run_id: self.run_id.clone(),
-                        started_at: self.started_at.clone(),
-                        session_handle: handle,
-                    }));
-                }
-            }
+            t::Event::Started(handle) => self.ensure_started(handle, out),
             t::Event::FirstResponse => {
                 if self.first_response_at.is_none() {
                     self.first_response_at = Some(iso8601(SystemTime::now()));
                 }
             }
             t::Event::Step(step) => {
-                self.ensure_started(out);
+                self.ensure_started(None, out);
                 let evidence = step.evidence_ref.clone();
                 out.push(PeerMessage::Step(p::StepMessage {
                     run_id: self.run_id.clone(),
@@ -180,19 +171,17 @@ impl RunPipeline {
         Ok(())
     }
 
-    fn ensure_started(&mut self, out: &mut Vec<PeerMessage>) {
+    /// Send `task.started` unless it went out already (a later session handle is dropped:
+    /// exactly one `task.started` per run).
+    fn ensure_started(&mut self, session_handle: Option<String>, out: &mut Vec<PeerMessage>) {
         if !self.started_sent {
             self.started_sent = true;
-            out.push(PeerMessage::Started(p::Started {
-                run_id: self.run_id.clone(),
-                started_at: self.started_at.clone(),
-                session_handle: None,
-            }));
+            out.push(PeerMessage::Started(p::Started { run_id: self.run_id.clone(), started_at: self.started_at.clone(), session_handle }));
         }
     }
 
     fn emit_terminal(&mut self, terminal: t::Terminal, out: &mut Vec<PeerMessage>) {
-        self.ensure_started(out);
+        self.ensure_started(None, out);
         self.done = true;
         let message = match terminal {
             t::Terminal::Completed(c) => PeerMessage::Completed(p::Completed {
@@ -241,7 +230,8 @@ impl RunPipeline {
     }
 }
 
-fn to_wit_rule(r: &Rule) -> m::Rule {
+/// A plan-skills rule as the matcher's WIT record.
+pub fn to_wit_rule(r: &Rule) -> m::Rule {
     m::Rule {
         skill_id: r.skill_id.clone(),
         pattern: r.pattern.clone(),

@@ -90,6 +90,11 @@ impl FakeOrgx {
         self.lock().handshake_status = Some((status, n));
     }
 
+    /// Accept handshakes again after `fail_handshakes`.
+    pub fn accept_handshakes(&self) {
+        self.lock().handshake_status = None;
+    }
+
     pub fn set_plan_skills(&self, body: Value) {
         self.lock().plan_skills = body;
     }
