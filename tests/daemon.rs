@@ -326,6 +326,7 @@ async fn sigterm_with_a_run_in_flight_fails_it_and_exits_cleanly() {
     let failed = until_terminal(&server, "run-s").await;
     assert_eq!(failed["reason"], "cancelled: peer shutting down");
     assert_eq!(peer.wait_exit(WAIT), Some(0));
+    assert_eq!(server.close_codes(), [1000], "the socket is closed with 1000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,10 +335,17 @@ async fn sigkill_then_restart_delivers_what_was_owed() {
     let repo = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let data_path = data.path().to_path_buf();
-    let mut peer = Peer::start_in(&server, &[("FAKE_CLAUDE_MODE", "hang")], data);
+    let pidfile = repo.path().join("pids");
+    let pf = pidfile.display().to_string();
+    let mut peer = Peer::start_in(&server, &[("FAKE_CLAUDE_MODE", "ignore-sigterm"), ("FAKE_CLAUDE_PIDFILE", &pf)], data);
     connected(&server).await;
     assert!(server.send_json(dispatch("run-k", "kk", repo.path(), None)));
     server.wait_until("started", WAIT, |s| !s.frames_for("run-k").is_empty()).await;
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&pidfile).map_or(true, |p| p.lines().count() < 3) && t0.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pids: Vec<i32> = std::fs::read_to_string(&pidfile).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     peer.signal(9);
     peer.wait_exit(WAIT);
     let data = std::mem::replace(&mut peer.data, tempfile::tempdir().unwrap());
@@ -348,6 +356,24 @@ async fn sigkill_then_restart_delivers_what_was_owed() {
     assert_eq!(failed["recoverable"], true);
     assert!(failed["reason"].as_str().unwrap().contains("peer stopped while the run was in flight"));
     assert_eq!(server.frames_for("run-k").iter().filter(|f| f["kind"] == "task.failed").count(), 1);
+    // The driver died with the peer; its SIGTERM-proof grandchildren were reaped on restart.
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "process {pid} outlived the killed peer: {stat}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_stderr_never_blocks_the_run() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "chatty-stderr")]);
+    connected(&server).await;
+    let t0 = Instant::now();
+    assert!(server.send_json(dispatch("run-e", "ke", repo.path(), None)));
+    let done = until_terminal(&server, "run-e").await;
+    assert_eq!(done["kind"], "task.completed", "50 MiB of stderr drained while stdout flowed");
+    assert!(t0.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

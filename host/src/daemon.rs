@@ -315,9 +315,13 @@ fn installation_id(store: &Store) -> anyhow::Result<String> {
 /// killed, and runs that were in flight end with `task.failed` (queued like any message).
 fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
     for (key, value) in store.scan_prefix(PGID_PREFIX)? {
-        if let Ok(pgid) = String::from_utf8_lossy(&value).parse::<i32>() {
-            kill_stale_group(pgid);
-            tracing::warn!(pgid, "killed a process group left by a previous run of the peer");
+        let text = String::from_utf8_lossy(&value).into_owned();
+        let mut parts = text.split_whitespace();
+        if let Some(pgid) = parts.next().and_then(|p| p.parse::<i32>().ok()) {
+            let started = parts.next().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0);
+            if kill_stale_group(pgid, started) {
+                tracing::warn!(pgid, "killed a process group left by a previous run of the peer");
+            }
         }
         store.delete(&key)?;
     }

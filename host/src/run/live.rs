@@ -102,7 +102,8 @@ pub async fn run(
     tracing::info!(run_id = %run_id, pid = process.pid(), "run started");
     // Recorded so a restarted peer can kill the group if this one dies mid-run.
     let group_key = pgid_key(&run_id);
-    if let Err(e) = outbox.store().put(&group_key, process.pid().to_string().as_bytes()) {
+    let record = format!("{} {}", process.pid(), super::process::start_time(process.pid()).unwrap_or(0));
+    if let Err(e) = outbox.store().put(&group_key, record.as_bytes()) {
         tracing::warn!(run_id = %run_id, "cannot record the run's process group: {e}");
     }
 

@@ -196,19 +196,118 @@ impl Drop for DriverProcess {
     }
 }
 
-/// Kill a process group a previous life of the peer recorded, if it still exists and is
-/// still a group led by that pid (a recycled pid that leads no group is left alone).
-pub fn kill_stale_group(pgid: i32) -> bool {
+/// `(pgrp, starttime)` of a live process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: i32) -> Option<(i32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after `(comm)`: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// The start time (clock ticks since boot) of `pid`, recorded with its group id so a later
+/// life of the peer can tell its own group from one that reused the id.
+pub fn start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, t)| t)
+}
+
+/// Kill a process group a previous life of the peer recorded for a run. The group is
+/// killed unless its id now belongs to a different leader: a live process with pid ==
+/// `pgid` that leads its group but started at another time. While any member of our old
+/// group lives, the kernel does not let another process create a group with that id, so
+/// this cannot hit a stranger's group. Returns whether a signal was delivered.
+pub fn kill_stale_group(pgid: i32, leader_start: Option<u64>) -> bool {
     if pgid <= 1 {
         return false;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pgid}/stat")) else { return false };
-    // Fields after the `(comm)`: state, ppid, pgrp, ...
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
-        return false;
+    if let (Some((pgrp, started)), Some(recorded)) = (proc_stat(pgid), leader_start) {
+        if pgrp == pgid && started != recorded {
+            return false;
+        }
     }
     // SAFETY: signals a process group; no memory is touched.
     unsafe { libc::kill(-pgid, libc::SIGKILL) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str) -> SpawnSpec {
+        SpawnSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: std::env::temp_dir(),
+            env_remove: vec!["SECRET_FOR_TEST".into()],
+            env_add: vec![("ADDED_FOR_TEST".into(), "yes".into())],
+            max_line_bytes: 1 << 20,
+            stderr_tail_bytes: 4096,
+        }
+    }
+
+    /// Whether any member of the group still runs. Zombies do not count: in a container
+    /// whose PID 1 does not reap orphans, killed members linger as zombies.
+    fn group_alive(pgid: i32) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        })
+    }
+
+    #[tokio::test]
+    async fn exit_status_env_and_stderr_tail() {
+        std::env::set_var("SECRET_FOR_TEST", "x");
+        let (mut p, mut out) = DriverProcess::spawn(spec("echo ${SECRET_FOR_TEST:-gone} $ADDED_FOR_TEST; echo oops >&2; echo last words >&2; exit 3")).unwrap();
+        assert_eq!(out.next().await.unwrap(), Some(super::super::lines::Line::Full(b"gone yes".to_vec())));
+        assert_eq!(p.wait().await, ExitInfo::Code(3));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(p.stderr_tail().as_deref(), Some("last words"));
+    }
+
+    #[tokio::test]
+    async fn missing_program_and_bad_cwd_are_named() {
+        let mut s = spec("true");
+        s.program = "/nonexistent/claude".into();
+        let e = DriverProcess::spawn(s).err().unwrap().to_string();
+        assert!(e.contains("/nonexistent/claude") && e.contains("ORGX_CLAUDE_BIN"), "{e}");
+        let mut s = spec("true");
+        s.cwd = "/nonexistent/repo".into();
+        let e = DriverProcess::spawn(s).err().unwrap().to_string();
+        assert!(e.contains("repo_path `/nonexistent/repo`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn terminate_kills_a_sigterm_proof_group_after_the_grace() {
+        let (mut p, _out) = DriverProcess::spawn(spec("trap '' TERM; sleep 1000 & sleep 1000 & wait")).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pgid = p.pid();
+        let t0 = std::time::Instant::now();
+        let exit = p.terminate(Duration::from_millis(500)).await;
+        let took = t0.elapsed();
+        assert_eq!(exit, ExitInfo::Signal(libc::SIGKILL));
+        assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "{took:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!group_alive(pgid), "the whole group is gone");
+    }
+
+    #[tokio::test]
+    async fn a_stale_group_without_its_leader_is_killed_but_a_reused_id_is_not() {
+        let (mut p, _out) = DriverProcess::spawn(spec("trap '' TERM; sleep 1000 & sleep 1000 & wait")).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pgid = p.pid();
+        let started = start_time(pgid).unwrap();
+        // The leader dies alone (as when the peer is SIGKILLed); its children stay in the group.
+        unsafe { libc::kill(pgid, libc::SIGKILL) };
+        let _ = p.child.wait().await;
+        p.exit = Some(ExitInfo::Signal(9));
+        assert!(group_alive(pgid), "grandchildren outlive their leader");
+        // A different leader start time for a live leader means a reused id: leave it.
+        assert!(!kill_stale_group(std::process::id() as i32, Some(1)), "never our own group by mistake");
+        assert!(kill_stale_group(pgid, Some(started)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!group_alive(pgid));
+    }
 }

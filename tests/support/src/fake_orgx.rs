@@ -44,6 +44,7 @@ struct State {
     handshake_status: Option<(u16, usize)>,
     connections: usize,
     handshakes: Vec<(String, Vec<String>)>,
+    close_codes: Vec<u16>,
     plan_skills: Value,
     live: Option<mpsc::UnboundedSender<Command>>,
 }
@@ -97,6 +98,11 @@ impl FakeOrgx {
 
     pub fn set_plan_skills(&self, body: Value) {
         self.lock().plan_skills = body;
+    }
+
+    /// Close codes the peer sent, in order.
+    pub fn close_codes(&self) -> Vec<u16> {
+        self.lock().close_codes.clone()
     }
 
     pub fn connections(&self) -> usize {
@@ -232,7 +238,11 @@ impl FakeOrgx {
                         st.frames.push((conn, v));
                     }
                     Some(Ok(Message::Ping(p))) => { if sink.send(Message::Pong(p)).await.is_err() { break; } }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(frame))) => {
+                        self.lock().close_codes.push(frame.map_or(1005, |f| u16::from(f.code)));
+                        break;
+                    }
+                    None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
                 },
             }
