@@ -29,8 +29,10 @@ struct LineView<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     subtype: Option<Cow<'a, str>>,
-    session_id: Option<String>,
-    cwd: Option<String>,
+    #[serde(borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cwd: Option<Cow<'a, str>>,
     #[serde(rename = "apiKeySource", borrow)]
     api_key_source: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -101,12 +103,12 @@ impl Mapper {
             return Vec::new();
         }
         self.started = true;
-        self.init_cwd = view.cwd;
+        self.init_cwd = view.cwd.map(Cow::into_owned);
         self.sub_type = match view.api_key_source.as_deref() {
             Some("none") => SourceSubType::Subscription,
             _ => SourceSubType::ApiKey,
         };
-        vec![Event::Started(view.session_id)]
+        vec![Event::Started(view.session_id.map(Cow::into_owned))]
     }
 
     fn on_assistant(&mut self, message: Option<&RawValue>) -> Vec<Event> {
