@@ -31,6 +31,7 @@ fn signature(m: &PeerMessage) -> String {
             c.outcome_kind, c.tokens_used, c.cost_estimate_cents, c.saved_estimate_cents, c.source_sub_type, c.provider, c.source_driver
         ),
         PeerMessage::Failed(f) => format!("failed recoverable={} {:?}", f.recoverable, f.reason),
+        other => panic!("a run produced a non-run message: {}", other.to_json()),
     }
 }
 

@@ -34,7 +34,7 @@ fn rig() -> Rig {
     let sandbox = Sandbox::new(test_limits()).unwrap();
     let hostile = sandbox.load("hostile", &guest_wasm("orgx-test-guest-hostile")).expect("hostile guest loads");
     assert_eq!(hostile.world(), World::Mapper);
-    Rig { hostile, matcher: defaults(&sandbox).matcher }
+    Rig { hostile, matcher: defaults(&sandbox).matcher.component }
 }
 
 /// Feed `attack` after a normal line, then check the run failed as expected and that the

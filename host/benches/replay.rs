@@ -83,8 +83,8 @@ fn wasm_replay(components: &ActiveComponents, rules: &[Rule], lines: &[Vec<u8>])
     let (mut run, first) = RunPipeline::start(RunSpec {
         run_id: "bench".into(),
         cwd: None,
-        mapper: &components.mapper,
-        matcher: &components.matcher,
+        mapper: &components.mapper.component,
+        matcher: &components.matcher.component,
         rules,
         started_at: SystemTime::now(),
         limits: Limits::default(),
@@ -163,7 +163,7 @@ fn subjects() -> Vec<(t::MatchSubject, String)> {
 
 /// Mean time per `check` call in a fresh WASM matcher loaded with `rules`.
 fn wasm_match_cost(components: &ActiveComponents, rules: &[Rule], subjects: &[(t::MatchSubject, String)], reps: usize) -> (Duration, Duration) {
-    let mut inst = MatcherInstance::new(&components.matcher, Limits::default()).unwrap();
+    let mut inst = MatcherInstance::new(&components.matcher.component, Limits::default()).unwrap();
     let wit: Vec<m::Rule> = rules.iter().map(to_wit_rule).collect();
     let t0 = Instant::now();
     let warnings = inst.begin("bench", &wit).unwrap();
@@ -218,7 +218,7 @@ fn main() {
             std::hint::black_box(native.map_line(line));
         }
         nm.push(t0.elapsed());
-        let mut inst = MapperInstance::new(&components.mapper, Limits::default()).unwrap();
+        let mut inst = MapperInstance::new(&components.mapper.component, Limits::default()).unwrap();
         inst.begin(&t::RunContext { run_id: "b".into(), cwd: None }).unwrap();
         let t0 = Instant::now();
         for line in &lines {

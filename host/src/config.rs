@@ -11,6 +11,7 @@ use crate::daemon::DaemonConfig;
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId};
 use crate::secret::ApiKey;
+use crate::trust::TrustedKeys;
 
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
@@ -71,6 +72,24 @@ pub struct StartArgs {
     /// Extra arguments appended to every claude command line (space-separated).
     #[arg(long, env = "ORGX_CLAUDE_EXTRA_ARGS", default_value = "")]
     pub claude_extra_args: String,
+    /// A file of trusted component-signing public keys (`ed25519:...`, one per line).
+    #[arg(long, env = "ORGX_TRUSTED_KEYS_FILE")]
+    pub trusted_keys_file: Option<PathBuf>,
+    /// Trusted component-signing public keys, inline (comma-separated `ed25519:...`).
+    #[arg(long, env = "ORGX_TRUSTED_KEYS")]
+    pub trusted_keys: Option<String>,
+    /// The local components directory, watched for `.wasm` + `.wasm.sig` (default: `<data dir>/plugins`).
+    #[arg(long, env = "ORGX_COMPONENTS_DIR")]
+    pub components_dir: Option<PathBuf>,
+    /// How often the local components directory is scanned (ms).
+    #[arg(long, env = "ORGX_COMPONENTS_POLL_MS", default_value_t = 2_000)]
+    pub components_poll_ms: u64,
+    /// Authoring only: also admit UNSIGNED components from the local directory (loudly logged).
+    #[arg(long, env = "ORGX_DEV_UNSIGNED_LOCAL")]
+    pub dev_unsigned_local: bool,
+    /// Largest component accepted (bytes).
+    #[arg(long, env = "ORGX_MAX_COMPONENT_BYTES", default_value_t = crate::components::registry::DEFAULT_MAX_COMPONENT_BYTES)]
+    pub max_component_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +113,14 @@ impl StartArgs {
             Some(d) => d,
             None => default_data_dir().ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
         };
+        let mut trusted = match &self.trusted_keys_file {
+            Some(path) => TrustedKeys::from_file(path).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS_FILE: {e}")))?,
+            None => TrustedKeys::default(),
+        };
+        if let Some(inline) = self.trusted_keys.as_deref().filter(|s| !s.trim().is_empty()) {
+            trusted.merge(TrustedKeys::parse(inline).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS: {e}")))?);
+        }
+        let components_dir = self.components_dir.clone().unwrap_or_else(|| data_dir.join("plugins"));
         if self.max_concurrent_runs == 0 {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));
         }
@@ -121,6 +148,11 @@ impl StartArgs {
             license_interval: Duration::from_secs(self.license_interval_s.max(1)),
             receipt_grace: ms(self.receipt_grace_ms),
             extra_claude_args: self.claude_extra_args.split_whitespace().map(str::to_string).collect(),
+            trusted_keys: trusted,
+            components_dir,
+            components_poll: ms(self.components_poll_ms.max(10)),
+            dev_unsigned_local: self.dev_unsigned_local,
+            max_component_bytes: self.max_component_bytes.max(1),
         })
     }
 }

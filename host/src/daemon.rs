@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::components::ActiveComponents;
+use crate::components::local_dir::LocalDir;
+use crate::components::registry::{Registry, RegistryConfig};
+use crate::components::RunReport;
 use crate::detect::{self, Detection};
 use crate::dispatcher::{Dispatcher, InFlight, DRIVERS};
 use crate::gateway::backoff::BackoffPolicy;
@@ -28,6 +30,7 @@ use crate::run::live::DriverConfig;
 use crate::run::process::kill_stale_group;
 use crate::sandbox::{Limits, Sandbox};
 use crate::secret::ApiKey;
+use crate::trust::TrustedKeys;
 use crate::store::Store;
 
 /// Everything `start` needs, already validated.
@@ -50,6 +53,11 @@ pub struct DaemonConfig {
     pub license_interval: Duration,
     pub receipt_grace: Duration,
     pub extra_claude_args: Vec<String>,
+    pub trusted_keys: TrustedKeys,
+    pub components_dir: PathBuf,
+    pub components_poll: Duration,
+    pub dev_unsigned_local: bool,
+    pub max_component_bytes: u64,
 }
 
 const RULES_KEY: &str = "rules/plan-skills";
@@ -75,8 +83,36 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
 
     let limits = Limits::default();
     let sandbox = Sandbox::new(limits)?;
-    let components = ActiveComponents::load(&sandbox, None, None)?;
-    let (components_tx, components_rx) = watch::channel(components);
+    // Components first: the last accepted version of each slot serves before any socket.
+    let registry = Arc::new(Registry::open(
+        sandbox,
+        store.clone(),
+        RegistryConfig {
+            data_dir: cfg.data_dir.clone(),
+            trusted: cfg.trusted_keys.clone(),
+            max_component_bytes: cfg.max_component_bytes,
+            dev_unsigned_local: cfg.dev_unsigned_local,
+        },
+    )?);
+    if cfg.trusted_keys.is_empty() {
+        tracing::info!("no trusted component keys configured (ORGX_TRUSTED_KEYS_FILE): pushed and local signed components will be refused");
+    } else {
+        tracing::info!(keys = ?cfg.trusted_keys.ids(), "trusted component-signing keys");
+    }
+    if cfg.dev_unsigned_local {
+        tracing::warn!(dir = %cfg.components_dir.display(), "DEV MODE: unsigned components from the local directory will be admitted (ORGX_DEV_UNSIGNED_LOCAL)");
+    }
+    let mut local = LocalDir::new(cfg.components_dir.clone());
+    {
+        let registry = registry.clone();
+        local = tokio::task::spawn_blocking(move || {
+            local.scan(&registry);
+            local
+        })
+        .await?;
+    }
+    let components_rx = registry.subscribe();
+    let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<RunReport>();
     let cached_rules = store.get(RULES_KEY)?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
     tracing::info!(rules = cached_rules.len(), "loaded cached skill rules");
     let (rules_tx, rules_rx) = watch::channel(Arc::new(cached_rules));
@@ -128,6 +164,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             max_line_bytes: cfg.max_line_bytes,
             limits,
             extra_args: cfg.extra_claude_args.clone(),
+            reports: Some(reports_tx),
         },
         outbox: outbox.clone(),
         components: components_rx.clone(),
@@ -135,6 +172,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         max_concurrent_runs: cfg.max_concurrent_runs,
         in_flight: in_flight.clone(),
         draining: draining.clone(),
+        registry: Some(registry.clone()),
+        api: Some(api.clone()),
     });
     let dispatch_task = {
         let dispatcher = dispatcher.clone();
@@ -145,15 +184,31 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         })
     };
 
+    // Finished runs feed quarantine; a quarantine is reported to the server.
+    {
+        let (registry, outbox) = (registry.clone(), outbox.clone());
+        tokio::spawn(async move {
+            while let Some(report) = reports_rx.recv().await {
+                let registry = registry.clone();
+                let message = tokio::task::spawn_blocking(move || registry.on_run_report(&report)).await.ok().flatten();
+                if let Some(message) = message {
+                    if let Err(e) = outbox.push(&[message]) {
+                        tracing::error!("cannot queue the quarantine report: {e}");
+                    }
+                }
+            }
+        });
+    }
+    tokio::spawn(local.watch(registry.clone(), cfg.components_poll, shutdown.clone()));
     // License heartbeat: the fingerprint follows the active components.
     {
         let (components, cfg2) = (components_rx.clone(), cfg.clone());
         let body = move || {
             let c = components.borrow();
-            let fp = heartbeat::manifest_fingerprint(&[&c.mapper.info.sha256, &c.matcher.info.sha256]);
+            let fp = heartbeat::manifest_fingerprint(&c.digests());
             heartbeat::license_body(&cfg2.workspace_id, &cfg2.plugin_id, &fp, cfg2.runner_instance_id.as_ref().map(|r| r.as_str()))
         };
-        tokio::spawn(heartbeat::license_loop(api.clone(), body, cfg.license_interval, cfg.backoff, beats.clone(), shutdown.clone()));
+        tokio::spawn(heartbeat::license_loop(api.clone(), body, cfg.license_interval, cfg.backoff, beats.clone(), components_rx.clone(), shutdown.clone()));
     }
     // Presence heartbeat, from cached state only.
     {
@@ -167,8 +222,17 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }.run(shutdown.clone()),
     );
     let status_task = {
-        let (link, in_flight, outbox, beats, detection, components, rules, cfg2) =
-            (link.clone(), in_flight.clone(), outbox.clone(), beats.clone(), detection.clone(), components_rx.clone(), rules_rx.clone(), cfg.clone());
+        let (link, in_flight, outbox, beats, detection, components, rules, cfg2, registry) = (
+            link.clone(),
+            in_flight.clone(),
+            outbox.clone(),
+            beats.clone(),
+            detection.clone(),
+            components_rx.clone(),
+            rules_rx.clone(),
+            cfg.clone(),
+            registry.clone(),
+        );
         crate::status::serve(&cfg.data_dir, move || {
             let c = components.borrow();
             let runs = in_flight.run_ids();
@@ -180,10 +244,11 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 "runs_in_flight_count": runs.len(),
                 "queue_depth": outbox.pending_count(),
                 "rules": rules.borrow().len(),
-                "components": [
-                    { "slot": "mapper:claude_code", "name": c.mapper.info.name, "sha256": c.mapper.info.sha256 },
-                    { "slot": "matcher", "name": c.matcher.info.name, "sha256": c.matcher.info.sha256 },
-                ],
+                "components": c.describe(),
+                "components_dir": cfg2.components_dir.display().to_string(),
+                "dev_unsigned_local": cfg2.dev_unsigned_local,
+                "trusted_keys": registry.trusted_key_ids(),
+                "quarantined": registry.quarantined(),
                 "heartbeats": *beats.lock().unwrap_or_else(|p| p.into_inner()),
                 "claude": *detection.lock().unwrap_or_else(|p| p.into_inner()),
             })
@@ -191,7 +256,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the status socket in `{}`: {e}", cfg.data_dir.display()))?
     };
-    let _keep = components_tx;
     tracing::info!(data_dir = %cfg.data_dir.display(), "orgx-peer started");
 
     let mut gateway_task = gateway_task;

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::components::ActiveComponents;
-use crate::gateway::frames::{Cancel, Dispatch, ServerFrame};
+use crate::components::registry::Registry;
+use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, ServerFrame};
+use crate::http::Api;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
@@ -61,6 +63,10 @@ pub struct Dispatcher {
     pub in_flight: InFlight,
     /// Set when the peer is shutting down: new dispatches are refused.
     pub draining: watch::Receiver<bool>,
+    /// Admits pushed components (none: pushes are refused).
+    pub registry: Option<Arc<Registry>>,
+    /// Fetches pushed components given by URL.
+    pub api: Option<Api>,
 }
 
 impl Dispatcher {
@@ -68,7 +74,24 @@ impl Dispatcher {
         match frame {
             ServerFrame::Dispatch(d) => self.dispatch(d),
             ServerFrame::Cancel(c) => self.cancel(c),
+            ServerFrame::ComponentPush(push) => self.component_push(*push),
         }
+    }
+
+    /// Admission runs on its own task (it may fetch and compile); the acknowledgement goes
+    /// through the outbox like every other message.
+    fn component_push(&self, push: ComponentPush) {
+        let Some(registry) = self.registry.clone() else {
+            tracing::warn!(push_id = %push.push_id, "component push ignored: this peer takes no pushes");
+            return;
+        };
+        let (outbox, api) = (self.outbox.clone(), self.api.clone());
+        tokio::spawn(async move {
+            let ack = registry.admit_push(push, api.as_ref()).await;
+            if let Err(e) = outbox.push(&[ack]) {
+                tracing::error!("cannot queue a component acknowledgement: {e}");
+            }
+        });
     }
 
     fn dispatch(&self, d: Dispatch) {

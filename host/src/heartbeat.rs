@@ -33,9 +33,20 @@ fn now() -> String {
     crate::run::pipeline::iso8601(SystemTime::now())
 }
 
-/// Post the license heartbeat now and every `interval`; `body` is rebuilt on each beat so
-/// the fingerprint follows the active components.
-pub async fn license_loop(api: Api, body: impl Fn() -> Value, interval: Duration, backoff: BackoffPolicy, status: SharedBeats, mut shutdown: watch::Receiver<bool>) {
+/// Post the license heartbeat now, every `interval`, and whenever `components` changes (a
+/// swap or a quarantine); `body` is rebuilt on each beat so the fingerprint follows the
+/// active components.
+#[allow(clippy::too_many_arguments)]
+pub async fn license_loop<T: Send + Sync>(
+    api: Api,
+    body: impl Fn() -> Value,
+    interval: Duration,
+    backoff: BackoffPolicy,
+    status: SharedBeats,
+    mut components: watch::Receiver<T>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut follow = true;
     loop {
         let mut retry = Backoff::new(backoff);
         loop {
@@ -69,8 +80,15 @@ pub async fn license_loop(api: Api, body: impl Fn() -> Value, interval: Duration
                 }
             }
         }
+        let changed = async {
+            if !follow || components.changed().await.is_err() {
+                follow = false;
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = changed => tracing::info!("active components changed; sending the license heartbeat with the new fingerprint"),
             _ = crate::gateway::raised(&mut shutdown) => return,
         }
     }

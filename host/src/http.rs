@@ -41,6 +41,8 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("orgx-peer/", env!("CARGO_PKG_VERSION")))
+            // The key goes with every request: never follow the server to another place.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Api { client, base, key })
@@ -76,6 +78,29 @@ impl Api {
     /// The raw plan-skills body (parsed by `rules`).
     pub async fn plan_skills(&self, workspace_id: &str) -> Result<Value, ApiError> {
         self.call("plan-skills", Method::GET, self.base.plan_skills(workspace_id), None, None).await
+    }
+
+    /// Download a pushed component's bytes from `url` (already checked to be on the base),
+    /// refusing a body over `max_bytes` without reading it all.
+    pub async fn fetch_component(&self, url: Url, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let endpoint = "component download";
+        let transport = |e: reqwest::Error| ApiError::Transport { endpoint, message: e.without_url().to_string() };
+        let mut resp = self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ApiError::Status { endpoint, status, body: String::new() });
+        }
+        if resp.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(ApiError::Transport { endpoint, message: format!("the body is over the {max_bytes}-byte limit") });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(ApiError::Transport { endpoint, message: format!("the body is over the {max_bytes}-byte limit") });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     pub async fn post_receipt(&self, run_id: &str, body: &Value) -> Result<Value, ApiError> {

@@ -3,18 +3,54 @@
 //! The report is for auditors, so it lists every import with its verdict and the limits the
 //! component would run under, and the caller exits non-zero when anything is refused.
 
+use std::path::Path;
+
 use serde_json::json;
 
 use crate::sandbox::{ComponentInfo, Limits};
+use crate::trust::Envelope;
+
+/// What the `.sig` next to a component says (not verified here: `plugin verify` does that
+/// against the trusted keys).
+pub enum SignatureInfo {
+    Unsigned,
+    Signed(Envelope),
+    Unreadable(String),
+}
+
+pub fn read_signature(wasm: &Path) -> SignatureInfo {
+    let path = Envelope::sidecar_path(wasm);
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SignatureInfo::Unsigned,
+        Err(e) => SignatureInfo::Unreadable(format!("cannot read `{}`: {e}", path.display())),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(env) => SignatureInfo::Signed(env),
+            Err(e) => SignatureInfo::Unreadable(format!("`{}` is not a signature file: {e}", path.display())),
+        },
+    }
+}
+
+fn signature_text(sig: &SignatureInfo, sha256: &str) -> String {
+    match sig {
+        SignatureInfo::Unsigned => "unsigned (no .sig file; peers accept it only in dev mode, from the local directory)".into(),
+        SignatureInfo::Unreadable(e) => format!("UNREADABLE: {e}"),
+        SignatureInfo::Signed(env) => {
+            let m = &env.manifest;
+            let matches = if m.sha256 == sha256 { "" } else { " — DIGEST MISMATCH: the .sig is for other bytes" };
+            format!("key {} for slot {} as {} v{}{matches} (check with `plugin verify`)", m.key_id, m.slot, m.name, m.version)
+        }
+    }
+}
 
 /// A human-readable report.
-pub fn render_text(info: &ComponentInfo, limits: &Limits) -> String {
+pub fn render_text(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -> String {
     let mut s = String::new();
     let world = info.world.map_or("none (exports no orgx:peer interface)", |w| w.wit_name());
     s.push_str(&format!("component  {}\n", info.name));
     s.push_str(&format!("sha256     {}\n", info.sha256));
     s.push_str(&format!("size       {} bytes\n", info.size));
     s.push_str(&format!("world      {world}\n"));
+    s.push_str(&format!("signer     {}\n", signature_text(sig, &info.sha256)));
     s.push_str("imports\n");
     for import in &info.imports {
         let refused = info.refused_imports.iter().find(|r| &r.import == import);
@@ -45,7 +81,7 @@ pub fn render_text(info: &ComponentInfo, limits: &Limits) -> String {
 }
 
 /// The same report as JSON.
-pub fn render_json(info: &ComponentInfo, limits: &Limits) -> serde_json::Value {
+pub fn render_json(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -> serde_json::Value {
     json!({
         "name": info.name,
         "sha256": info.sha256,
@@ -56,6 +92,17 @@ pub fn render_json(info: &ComponentInfo, limits: &Limits) -> serde_json::Value {
             json!({ "name": i, "allowed": refused.is_none(), "why": refused.map(|r| r.why) })
         }).collect::<Vec<_>>(),
         "exports": info.exports,
+        "signature": match sig {
+            SignatureInfo::Unsigned => json!(null),
+            SignatureInfo::Unreadable(e) => json!({ "error": e }),
+            SignatureInfo::Signed(env) => json!({
+                "key_id": env.manifest.key_id,
+                "slot": env.manifest.slot,
+                "name": env.manifest.name,
+                "version": env.manifest.version,
+                "digest_matches": env.manifest.sha256 == info.sha256,
+            }),
+        },
         "limits": {
             "max_memory_bytes": limits.max_memory_bytes,
             "call_deadline_ms": limits.call_deadline.as_millis() as u64,

@@ -6,6 +6,7 @@
 //! `wit/`; the host moves bytes, enforces order and limits, and never interprets a
 //! stream-json line. `daemon` wires the parts; `main` owns exit codes.
 
+pub mod authoring;
 pub mod components;
 pub mod config;
 pub mod daemon;
@@ -24,3 +25,4 @@ pub mod sandbox;
 pub mod secret;
 pub mod status;
 pub mod store;
+pub mod trust;

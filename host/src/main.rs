@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use orgx_peer::authoring;
 use orgx_peer::components::ActiveComponents;
 use orgx_peer::config::{ConfigError, StartArgs};
 use orgx_peer::daemon::DaemonExit;
@@ -14,6 +15,7 @@ use orgx_peer::rules::RuleSet;
 use orgx_peer::run::replay::{replay, ReplayOptions};
 use orgx_peer::run::DEFAULT_MAX_LINE_BYTES;
 use orgx_peer::sandbox::{Limits, Sandbox};
+use orgx_peer::trust::{Slot, TrustedKeys};
 
 #[derive(Parser)]
 #[command(name = "orgx-peer", version, about = "Runs OrgX tasks on your local Claude Code, with the logic in sandboxed WebAssembly")]
@@ -77,13 +79,70 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Show a component's world, imports, exports, digest, size and limits; exit 1 when it
-    /// would be refused.
+    /// Show a component's world, imports, exports, digest, size, signer and limits; exit 1
+    /// when it would be refused.
     Inspect {
         component: PathBuf,
         #[arg(long)]
         json: bool,
     },
+    /// Make an Ed25519 signing key pair: OUT (secret, 0600) and OUT.pub (for peers to trust).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component for a slot at a version; writes COMPONENT.sig next to it.
+    Sign {
+        component: PathBuf,
+        /// The secret key file from `plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Must be higher than every version the peers accepted for the slot.
+        #[arg(long)]
+        version: u64,
+        /// `mapper:claude_code` or `matcher` (default: from the world the component exports).
+        #[arg(long, value_parser = parse_slot)]
+        slot: Option<Slot>,
+        /// The component's name in manifests and logs (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check a component and its .sig as a peer would; exit 1 when the peer would refuse it.
+    Verify {
+        component: PathBuf,
+        #[arg(long, env = "ORGX_TRUSTED_KEYS_FILE")]
+        trusted_keys_file: Option<PathBuf>,
+        #[arg(long, env = "ORGX_TRUSTED_KEYS")]
+        trusted_keys: Option<String>,
+    },
+    /// Run a component on transcripts with the production limits and print the wire messages
+    /// (times shown as <time>); with --expect, exit 1 on the first difference.
+    Test {
+        component: PathBuf,
+        /// stream-json transcripts, replayed in order.
+        #[arg(long = "transcript", required = true)]
+        transcripts: Vec<PathBuf>,
+        /// Skill rules, in the plan-skills shape.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Expected output: the lines this command prints.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+}
+
+fn parse_slot(s: &str) -> Result<Slot, String> {
+    Slot::parse(s).ok_or_else(|| format!("unknown slot `{s}` (slots: {})", Slot::ALL.map(|s| s.as_str()).join(", ")))
+}
+
+fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::rules::Rule>> {
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let body = std::fs::read(path).with_context(|| format!("cannot read rules file `{}`", path.display()))?;
+    let set = RuleSet::from_plan_skills(&body).with_context(|| format!("rules file `{}`", path.display()))?;
+    for skipped in &set.skipped {
+        tracing::warn!("rules file `{}`: skipped {skipped}", path.display());
+    }
+    Ok(set.rules)
 }
 
 fn main() -> ExitCode {
@@ -157,17 +216,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { transcript, rules, run_id, cwd, mapper, matcher } => {
-            let rules = match rules {
-                Some(path) => {
-                    let body = std::fs::read(&path).with_context(|| format!("cannot read rules file `{}`", path.display()))?;
-                    let set = RuleSet::from_plan_skills(&body).with_context(|| format!("rules file `{}`", path.display()))?;
-                    for skipped in &set.skipped {
-                        tracing::warn!("rules file `{}`: skipped {skipped}", path.display());
-                    }
-                    set.rules
-                }
-                None => Vec::new(),
-            };
+            let rules = load_rules(rules.as_deref())?;
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
             let components = ActiveComponents::load(&sandbox, mapper.as_deref(), matcher.as_deref())?;
@@ -188,19 +237,76 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             out.flush().context("cannot write to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::Inspect { component, json } } => {
+        Command::Plugin { command } => plugin(command).await,
+    }
+}
+
+async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Inspect { component, json } => {
             let bytes = std::fs::read(&component).with_context(|| format!("cannot read `{}`", component.display()))?;
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
             let name = component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let info = sandbox.inspect(&name, &bytes)?;
+            let signature = orgx_peer::inspect::read_signature(&component);
             if json {
-                println!("{}", serde_json::to_string_pretty(&orgx_peer::inspect::render_json(&info, &limits))?);
+                println!("{}", serde_json::to_string_pretty(&orgx_peer::inspect::render_json(&info, &limits, &signature))?);
             } else {
-                print!("{}", orgx_peer::inspect::render_text(&info, &limits));
+                print!("{}", orgx_peer::inspect::render_text(&info, &limits, &signature));
             }
             let loadable = info.refused_imports.is_empty() && info.world.is_some();
             Ok(if loadable { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        PluginCommand::Keygen { out } => {
+            let (id, pub_path) = authoring::keygen(&out)?;
+            println!("secret key  {} (keep it secret; mode 0600)", out.display());
+            println!("public key  {pub_path} (give it to peers: ORGX_TRUSTED_KEYS_FILE)");
+            println!("key id      {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Sign { component, key, version, slot, name } => {
+            let envelope = authoring::sign(&component, &key, version, slot, name)?;
+            let m = &envelope.manifest;
+            println!("signed      {} -> {}", component.display(), orgx_peer::trust::Envelope::sidecar_path(&component).display());
+            println!("slot        {}\nname        {}\nversion     {}\nsha256      {}\nkey id      {}", m.slot, m.name, m.version, m.sha256, m.key_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Verify { component, trusted_keys_file, trusted_keys } => {
+            let mut trusted = match &trusted_keys_file {
+                Some(f) => TrustedKeys::from_file(f).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS_FILE: {e}")))?,
+                None => TrustedKeys::default(),
+            };
+            if let Some(inline) = trusted_keys.as_deref().filter(|s| !s.trim().is_empty()) {
+                trusted.merge(TrustedKeys::parse(inline).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS: {e}")))?);
+            }
+            if trusted.is_empty() {
+                return Err(ConfigError("no trusted keys: pass --trusted-keys-file (or set ORGX_TRUSTED_KEYS_FILE)".into()).into());
+            }
+            match authoring::verify(&component, &trusted, orgx_peer::components::registry::DEFAULT_MAX_COMPONENT_BYTES) {
+                Ok(e) => {
+                    println!("ok          {} {} v{} signed by {} for slot {}", component.display(), e.manifest.name, e.manifest.version, e.manifest.key_id, e.manifest.slot);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("REFUSED     {}: {e:#}", component.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PluginCommand::Test { component, transcripts, rules, expect } => {
+            let rules = load_rules(rules.as_deref())?;
+            let outcome = authoring::test(&component, &transcripts, &rules, expect.as_deref()).await?;
+            for line in &outcome.lines {
+                println!("{line}");
+            }
+            match outcome.mismatch {
+                None => Ok(ExitCode::SUCCESS),
+                Some((n, expected, actual)) => {
+                    eprintln!("MISMATCH at message {n}:\n  expected {expected}\n  actual   {actual}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -20,6 +20,12 @@ pub enum PeerMessage {
     Completed(Completed),
     #[serde(rename = "task.failed")]
     Failed(Failed),
+    /// Extension (`docs/component-push.md`): the answer to a `component.push`.
+    #[serde(rename = "component.ack")]
+    ComponentAck(ComponentAck),
+    /// Extension: a component was taken out of service after repeated faults.
+    #[serde(rename = "component.quarantined")]
+    ComponentQuarantined(ComponentQuarantined),
 }
 
 impl PeerMessage {
@@ -30,6 +36,8 @@ impl PeerMessage {
             PeerMessage::Deviation(m) => &m.run_id,
             PeerMessage::Completed(m) => &m.run_id,
             PeerMessage::Failed(m) => &m.run_id,
+            // Not part of any run.
+            PeerMessage::ComponentAck(_) | PeerMessage::ComponentQuarantined(_) => "",
         }
     }
 
@@ -45,6 +53,8 @@ impl PeerMessage {
             PeerMessage::Deviation(_) => "task.deviation",
             PeerMessage::Completed(_) => "task.completed",
             PeerMessage::Failed(_) => "task.failed",
+            PeerMessage::ComponentAck(_) => "component.ack",
+            PeerMessage::ComponentQuarantined(_) => "component.quarantined",
         }
     }
 
@@ -156,6 +166,44 @@ pub struct Failed {
     pub recoverable: bool,
 }
 
+/// Which component a component message is about, as the manifest named it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ComponentRef {
+    pub slot: String,
+    pub name: String,
+    pub version: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    Activated,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentAck {
+    pub push_id: String,
+    #[serde(flatten)]
+    pub component: ComponentRef,
+    pub status: AckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentQuarantined {
+    #[serde(flatten)]
+    pub component: ComponentRef,
+    pub faults: u32,
+    pub reason: String,
+    /// What serves the slot now (`slot` repeated).
+    pub fallback: ComponentRef,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +234,34 @@ mod tests {
         );
         let m = PeerMessage::Failed(Failed { run_id: "r".into(), reason: "x".into(), recoverable: true });
         assert_eq!(m.to_json(), r#"{"kind":"task.failed","run_id":"r","reason":"x","recoverable":true}"#);
+    }
+
+    #[test]
+    fn component_messages_match_the_extension_document() {
+        let component = ComponentRef { slot: "matcher".into(), name: "acme".into(), version: 7, sha256: "ab".into() };
+        let m = PeerMessage::ComponentAck(ComponentAck {
+            push_id: "p1".into(),
+            component: component.clone(),
+            status: AckStatus::Rejected,
+            stage: Some("signature".into()),
+            reason: Some("bad".into()),
+        });
+        assert_eq!(
+            m.to_json(),
+            r#"{"kind":"component.ack","push_id":"p1","slot":"matcher","name":"acme","version":7,"sha256":"ab","status":"rejected","stage":"signature","reason":"bad"}"#
+        );
+        assert!(!m.is_terminal());
+        assert_eq!(m.run_id(), "");
+        let q = PeerMessage::ComponentQuarantined(ComponentQuarantined {
+            component: component.clone(),
+            faults: 3,
+            reason: "trap".into(),
+            fallback: ComponentRef { version: 0, name: "skill-rules".into(), ..component },
+        });
+        assert_eq!(
+            q.to_json(),
+            r#"{"kind":"component.quarantined","slot":"matcher","name":"acme","version":7,"sha256":"ab","faults":3,"reason":"trap","fallback":{"slot":"matcher","name":"skill-rules","version":0,"sha256":"ab"}}"#
+        );
     }
 
     #[test]

@@ -52,9 +52,19 @@ pub fn render(v: &Value) -> String {
     out.push_str(&format!("rules        {}\n", s("/rules")));
     if let Some(Value::Array(cs)) = v.get("components") {
         for c in cs {
-            out.push_str(&format!("component    {} {} sha256:{}\n", c["slot"].as_str().unwrap_or("?"), c["name"].as_str().unwrap_or("?"), c["sha256"].as_str().unwrap_or("?")));
+            let key = c["key_id"].as_str().map(|k| format!(" signed by {k}")).unwrap_or_default();
+            out.push_str(&format!(
+                "component    {} {} v{} ({}{key}) sha256:{}\n",
+                c["slot"].as_str().unwrap_or("?"),
+                c["name"].as_str().unwrap_or("?"),
+                c["version"].as_u64().unwrap_or(0),
+                c["origin"].as_str().unwrap_or("?"),
+                c["sha256"].as_str().unwrap_or("?")
+            ));
         }
     }
+    out.push_str(&format!("plugins dir  {}{}\n", s("/components_dir"), if v["dev_unsigned_local"] == Value::Bool(true) { "  (DEV MODE: unsigned accepted)" } else { "" }));
+    out.push_str(&format!("trusted keys {}  quarantined {}\n", s("/trusted_keys"), s("/quarantined")));
     out.push_str(&format!("license      last ok {}  degraded {}\n", s("/heartbeats/last_license_ok"), s("/heartbeats/degraded")));
     out.push_str(&format!("presence     last ok {}\n", s("/heartbeats/last_presence_ok")));
     out.push_str(&format!("claude       installed {} version {} logged in {}\n", s("/claude/installed"), s("/claude/version"), s("/claude/logged_in")));

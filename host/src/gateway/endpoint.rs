@@ -73,6 +73,32 @@ impl BaseUrl {
     }
 }
 
+impl BaseUrl {
+    /// A component download URL from a `component.push`, accepted only on this base (same
+    /// scheme, host and port, under the base path): the peer sends its API key with the
+    /// download, so a push must not be able to point it anywhere else. `reference` is a path
+    /// (`/api/v1/components/...`) or an absolute URL on the base.
+    pub fn same_base(&self, reference: &str) -> Result<Url, String> {
+        let shown: String = reference.chars().take(80).collect();
+        if reference.is_empty() || reference.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(format!("component URL `{}` is empty or has control characters or backslashes", shown.escape_default()));
+        }
+        if reference.starts_with("//") {
+            return Err(format!("component URL `{shown}` is scheme-relative; give a path on the OrgX base URL"));
+        }
+        let url = self.0.join(reference).map_err(|e| format!("component URL `{shown}` is not a URL: {e}"))?;
+        let same_origin = url.scheme() == self.0.scheme() && url.host_str() == self.0.host_str() && url.port_or_known_default() == self.0.port_or_known_default();
+        if !same_origin || !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("component URL `{shown}` is not on the OrgX base URL {self}; the peer only downloads from its own server"));
+        }
+        let base_path = self.0.path().trim_end_matches('/');
+        if !url.path().starts_with(&format!("{base_path}/")) {
+            return Err(format!("component URL `{shown}` leaves the base path `{base_path}/`"));
+        }
+        Ok(url)
+    }
+}
+
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.as_str().trim_end_matches('/'))
@@ -174,6 +200,42 @@ mod tests {
         assert_eq!(base.receipt("run-1").as_str(), "https://useorgx.com/api/v1/runs/run-1/receipt");
         // A hostile run id cannot climb out of its path segment.
         assert_eq!(base.receipt("../x?y").as_str(), "https://useorgx.com/api/v1/runs/..%2Fx%3Fy/receipt");
+    }
+
+    #[test]
+    fn component_urls_stay_on_the_base() {
+        let base = BaseUrl::parse("https://useorgx.com").unwrap();
+        let ok: &[(&str, &str)] = &[
+            ("/api/v1/components/abc", "https://useorgx.com/api/v1/components/abc"),
+            ("https://useorgx.com/api/v1/components/abc?x=1", "https://useorgx.com/api/v1/components/abc?x=1"),
+            ("https://useorgx.com:443/c", "https://useorgx.com/c"),
+            ("api/v1/c", "https://useorgx.com/api/v1/c"),
+        ];
+        for (reference, want) in ok {
+            assert_eq!(base.same_base(reference).unwrap().as_str(), *want, "{reference}");
+        }
+        let refused: &[&str] = &[
+            "https://evil.example/api/v1/components/abc",
+            "//evil.example/x",
+            "http://useorgx.com/api/v1/c",
+            "https://useorgx.com:8443/c",
+            "https://useorgx.com.evil.example/c",
+            "https://user:pw@useorgx.com/c",
+            "https://useorgx.com@evil.example/c",
+            "file:///etc/passwd",
+            "/\\evil.example/c",
+            "/c\nHost: evil",
+            "",
+            "javascript:alert(1)",
+        ];
+        for reference in refused {
+            assert!(base.same_base(reference).is_err(), "{reference} should be refused");
+        }
+        let nested = BaseUrl::parse("http://127.0.0.1:9000/orgx").unwrap();
+        assert_eq!(nested.same_base("/orgx/api/v1/c").unwrap().as_str(), "http://127.0.0.1:9000/orgx/api/v1/c");
+        for reference in ["/other/c", "/orgx/../other/c", "/orgxother/c", "http://127.0.0.1:9001/orgx/c"] {
+            assert!(nested.same_base(reference).is_err(), "{reference} should be refused");
+        }
     }
 
     #[test]

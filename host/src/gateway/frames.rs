@@ -38,10 +38,27 @@ pub struct Cancel {
     pub reason: Option<String>,
 }
 
+/// Extension (`docs/component-push.md`): a signed component for a slot. The manifest stays
+/// raw JSON here so that a bad one is *acknowledged* as rejected at stage `manifest` instead of
+/// being skipped as a malformed frame; only `push_id` (needed to answer at all) is required.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ComponentPush {
+    pub push_id: String,
+    #[serde(default)]
+    pub manifest: serde_json::Value,
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub bytes_base64: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
     Dispatch(Dispatch),
     Cancel(Cancel),
+    ComponentPush(Box<ComponentPush>),
 }
 
 /// Why a frame was skipped.
@@ -68,6 +85,13 @@ impl ServerFrame {
         match kind.as_str() {
             "task.dispatch" => Ok(ServerFrame::Dispatch(serde_json::from_value(value).map_err(malformed)?)),
             "task.cancel" => Ok(ServerFrame::Cancel(serde_json::from_value(value).map_err(malformed)?)),
+            "component.push" => {
+                let push: ComponentPush = serde_json::from_value(value).map_err(malformed)?;
+                if push.push_id.is_empty() || push.push_id.len() > 128 {
+                    return Err(FrameError::Malformed { kind, error: "`push_id` must be 1-128 characters".into() });
+                }
+                Ok(ServerFrame::ComponentPush(Box::new(push)))
+            }
             _ => Err(FrameError::UnknownKind(kind.chars().take(64).collect())),
         }
     }
@@ -106,6 +130,8 @@ mod tests {
             (r#"{"kind":"task.explode"}"#, "unknown frame kind `task.explode`"),
             (r#"{"kind":"task.dispatch","run_id":"r"}"#, "`task.dispatch` frame is malformed"),
             (r#"{"kind":"task.cancel"}"#, "`task.cancel` frame is malformed"),
+            (r#"{"kind":"component.push","manifest":{}}"#, "missing field `push_id`"),
+            (r#"{"kind":"component.push","push_id":""}"#, "`push_id` must be 1-128"),
             (r#"{"kind":"task.dispatch","run_id":"r","idempotency_key":"k","task":{"title":"t"}}"#, "missing field `driver`"),
         ];
         for (text, want) in table {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::lines::Line;
 use super::pipeline::{RunPipeline, RunSpec};
 use super::process::{DriverProcess, ExitInfo, SpawnSpec};
-use crate::components::ActiveComponents;
+use crate::components::{ActiveComponents, RunReport};
 use crate::gateway::frames::Dispatch;
 use crate::outbox::Outbox;
 use crate::protocol::PeerMessage;
@@ -39,6 +39,9 @@ pub struct DriverConfig {
     pub limits: Limits,
     /// Extra arguments after the fixed ones (tests use this for `--model` etc.).
     pub extra_args: Vec<String>,
+    /// Where a finished run reports which components served it and whether one faulted
+    /// (the registry's quarantine counts these).
+    pub reports: Option<mpsc::UnboundedSender<RunReport>>,
 }
 
 /// The store key under which a running run's process group id is kept.
@@ -75,10 +78,13 @@ pub async fn run(
     let (input, inputs) = mpsc::channel::<Input>(256);
     let (done_tx, mut done) = oneshot::channel::<()>();
     let worker = {
-        let (run_id, cwd, outbox, limits) = (run_id.clone(), dispatch.task.repo_path.clone(), outbox.clone(), cfg.limits);
-        std::thread::Builder::new()
-            .name(format!("run-{}", short(&run_id)))
-            .spawn(move || pipeline_thread(run_id, cwd, started_at, components, rules, limits, outbox, inputs, done_tx))
+        let (run_id, cwd, outbox, limits, reports) = (run_id.clone(), dispatch.task.repo_path.clone(), outbox.clone(), cfg.limits, cfg.reports.clone());
+        std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
+            let report = pipeline_thread(run_id, cwd, started_at, &components, rules, limits, outbox, inputs, done_tx);
+            if let Some(reports) = reports {
+                let _ = reports.send(report);
+            }
+        })
     };
     let worker = match worker {
         Ok(w) => w,
@@ -213,18 +219,18 @@ fn pipeline_thread(
     run_id: String,
     cwd: Option<String>,
     started_at: SystemTime,
-    components: ActiveComponents,
+    components: &ActiveComponents,
     rules: Arc<Vec<Rule>>,
     limits: Limits,
     outbox: Outbox,
     mut inputs: mpsc::Receiver<Input>,
     done: oneshot::Sender<()>,
-) {
+) -> RunReport {
     let (mut run, first) = RunPipeline::start(RunSpec {
         run_id: run_id.clone(),
         cwd,
-        mapper: &components.mapper,
-        matcher: &components.matcher,
+        mapper: &components.mapper.component,
+        matcher: &components.matcher.component,
         rules: &rules,
         started_at,
         limits,
@@ -246,6 +252,11 @@ fn pipeline_thread(
         push(msgs);
     }
     let _ = done.send(());
+    RunReport {
+        run_id: run_id.clone(),
+        served_by: components.digests().iter().map(|d| d.to_string()).collect(),
+        faulted: run.fault().cloned(),
+    }
 }
 
 fn short(s: &str) -> String {

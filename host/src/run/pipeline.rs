@@ -34,6 +34,8 @@ pub struct RunPipeline {
     done: bool,
     mapper: Option<MapperInstance>,
     matcher: Option<MatcherInstance>,
+    /// The first component fault of the run: (digest, what happened). Quarantine counts it.
+    fault: Option<(String, String)>,
 }
 
 /// An ISO-8601 UTC timestamp with milliseconds, as the protocol carries times.
@@ -53,6 +55,7 @@ impl RunPipeline {
             done: false,
             mapper: None,
             matcher: None,
+            fault: None,
         };
         let mut out = Vec::new();
         if let Err(fault) = run.instantiate(&spec) {
@@ -84,6 +87,11 @@ impl RunPipeline {
 
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    /// The component that faulted in this run, if one did: its digest and the fault.
+    pub fn fault(&self) -> Option<&(String, String)> {
+        self.fault.as_ref()
     }
 
     /// Map one stdout line (without its newline).
@@ -224,6 +232,9 @@ impl RunPipeline {
 
     fn fail_with_fault(&mut self, fault: &Fault, out: &mut Vec<PeerMessage>) {
         tracing::error!(run_id = %self.run_id, "{fault}");
+        if self.fault.is_none() {
+            self.fault = Some((fault.sha256.clone(), fault.to_string()));
+        }
         if !self.done {
             self.emit_terminal(t::Terminal::Failed(t::Failed { reason: fault.to_string(), recoverable: true }), out);
         }

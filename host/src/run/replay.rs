@@ -47,8 +47,8 @@ pub async fn replay(
     let (mut run, first) = RunPipeline::start(RunSpec {
         run_id: opts.run_id.clone(),
         cwd: opts.cwd.clone(),
-        mapper: &components.mapper,
-        matcher: &components.matcher,
+        mapper: &components.mapper.component,
+        matcher: &components.matcher.component,
         rules,
         started_at: SystemTime::now(),
         limits: opts.limits,

@@ -117,8 +117,17 @@ impl LoadedComponent {
 /// Compile `bytes` and read what an auditor needs; no policy is enforced yet.
 pub fn inspect(engine: &wasmtime::Engine, name: &str, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
     let sha256 = hex::encode(Sha256::digest(bytes));
-    let fail = |stage, message: String| LoadError { component: format!("{name}@sha256:{}", &sha256[..12]), stage, message };
-    let component = Component::new(engine, bytes).map_err(|e| fail(LoadStage::Compile, format!("not a valid component: {e:#}")))?;
+    let component = Component::new(engine, bytes).map_err(|e| LoadError {
+        component: format!("{name}@sha256:{}", &sha256[..12]),
+        stage: LoadStage::Compile,
+        message: format!("not a valid component: {e:#}"),
+    })?;
+    let info = describe(engine, name, sha256, bytes.len(), &component);
+    Ok((component, info))
+}
+
+/// What an auditor needs to know about an already compiled component.
+pub fn describe(engine: &wasmtime::Engine, name: &str, sha256: String, size: usize, component: &Component) -> ComponentInfo {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
@@ -130,13 +139,17 @@ pub fn inspect(engine: &wasmtime::Engine, name: &str, bytes: &[u8]) -> Result<(C
     } else {
         None
     };
-    let info = ComponentInfo { name: name.to_string(), sha256, size: bytes.len(), world, imports, exports, refused_imports };
-    Ok((component, info))
+    ComponentInfo { name: name.to_string(), sha256, size, world, imports, exports, refused_imports }
 }
 
 /// Compile, audit and type-check `bytes` as a component called `name`.
 pub fn load(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
     let (component, info) = inspect(engine.engine(), name, bytes)?;
+    admit(engine, linker, component, info)
+}
+
+/// Audit and type-check a compiled component: the policy half of loading.
+pub fn admit(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>, component: Component, info: ComponentInfo) -> Result<LoadedComponent, LoadError> {
     let fail = |stage, message: String| LoadError { component: info.label(), stage, message };
     if !info.refused_imports.is_empty() {
         let list: Vec<String> = info.refused_imports.iter().map(ToString::to_string).collect();

@@ -51,7 +51,10 @@ pub enum FaultKind {
 /// A component call that failed; the run using it ends with `task.failed` (recoverable).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
+    /// `name@sha256:0123abcd`, as logs and messages name the component.
     pub component: String,
+    /// The component's full digest: what quarantine keys on.
+    pub sha256: String,
     pub call: &'static str,
     pub kind: FaultKind,
 }
@@ -104,7 +107,7 @@ impl Guarded {
 
     fn fault(&mut self, call: &'static str, kind: FaultKind) -> Fault {
         self.poisoned = true;
-        Fault { component: self.info.label(), call, kind }
+        Fault { component: self.info.label(), sha256: self.info.sha256.clone(), call, kind }
     }
 
     /// Run `f` with a deadline, turning every failure into a [`Fault`] that names its limit.
@@ -115,7 +118,7 @@ impl Guarded {
         f: impl FnOnce(&mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
         if self.poisoned {
-            return Err(Fault { component: self.info.label(), call, kind: FaultKind::Poisoned });
+            return Err(Fault { component: self.info.label(), sha256: self.info.sha256.clone(), call, kind: FaultKind::Poisoned });
         }
         self.store.set_epoch_deadline(Limits::ticks(deadline));
         match f(&mut self.store) {
@@ -152,6 +155,7 @@ impl MapperInstance {
         let Pre::Mapper(pre) = &component.pre else {
             return Err(Fault {
                 component: component.info.label(),
+                sha256: component.info.sha256.clone(),
                 call: "instantiate",
                 kind: FaultKind::Trap("not a mapper component".into()),
             });
@@ -201,6 +205,7 @@ impl MatcherInstance {
         let Pre::Matcher(pre) = &component.pre else {
             return Err(Fault {
                 component: component.info.label(),
+                sha256: component.info.sha256.clone(),
                 call: "instantiate",
                 kind: FaultKind::Trap("not a matcher component".into()),
             });

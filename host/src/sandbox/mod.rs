@@ -8,6 +8,7 @@
 //! components).
 
 mod bindings;
+pub mod cache;
 pub mod component;
 pub mod defaults;
 mod engine;
@@ -20,6 +21,7 @@ use wasmtime::component::Linker;
 
 pub use bindings::matcher::exports::orgx::peer::matcher as matcher_types;
 pub use bindings::types;
+pub use cache::{CodeCache, CodeSource};
 pub use component::{ComponentInfo, LoadError, LoadStage, LoadedComponent, World};
 pub use instance::{Fault, FaultKind, GuestState, MapperInstance, MatcherInstance};
 pub use limits::Limits;
@@ -49,6 +51,21 @@ impl Sandbox {
     /// Compile, audit and type-check a component.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
         component::load(&self.engine, &self.linker, name, bytes)
+    }
+
+    /// Like `load`, but takes machine code from (and gives it to) the peer's own cache.
+    pub fn load_cached(&self, name: &str, bytes: &[u8], cache: &CodeCache) -> Result<(LoadedComponent, CodeSource), LoadError> {
+        use sha2::Digest;
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        let engine = self.engine.engine();
+        if let Some(compiled) = cache.get(engine, &sha256) {
+            let info = component::describe(engine, name, sha256, bytes.len(), &compiled);
+            return component::admit(&self.engine, &self.linker, compiled, info).map(|c| (c, CodeSource::Cached));
+        }
+        let (compiled, info) = component::inspect(engine, name, bytes)?;
+        let loaded = component::admit(&self.engine, &self.linker, compiled.clone(), info)?;
+        cache.put(engine, &loaded.info.sha256, &compiled);
+        Ok((loaded, CodeSource::Compiled))
     }
 
     /// Compile a component and describe it, without enforcing the policy.

@@ -46,6 +46,7 @@ struct State {
     handshakes: Vec<(String, Vec<String>)>,
     close_codes: Vec<u16>,
     plan_skills: Value,
+    blobs: HashMap<String, Vec<u8>>,
     live: Option<mpsc::UnboundedSender<Command>>,
 }
 
@@ -94,6 +95,11 @@ impl FakeOrgx {
     /// Accept handshakes again after `fail_handshakes`.
     pub fn accept_handshakes(&self) {
         self.lock().handshake_status = None;
+    }
+
+    /// Serve `bytes` (as application/wasm) at `path`, to authorized GETs.
+    pub fn serve_bytes(&self, path: &str, bytes: Vec<u8>) {
+        self.lock().blobs.insert(path.to_string(), bytes);
     }
 
     pub fn set_plan_skills(&self, body: Value) {
@@ -283,10 +289,19 @@ impl FakeOrgx {
         }
         let body = serde_json::from_slice(&buf[head_end..(head_end + len).min(buf.len())]).unwrap_or(Value::Null);
         let path = target.split('?').next().unwrap_or("").to_string();
+        let authorized = headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {}", self.key));
+        let blob = if authorized { self.lock().blobs.get(&path).cloned() } else { None };
+        if let Some(bytes) = blob {
+            self.lock().calls.push(HttpCall { method, path, headers, body });
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", bytes.len());
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
         let (status, reply) = {
             let mut st = self.lock();
             st.calls.push(HttpCall { method, path: path.clone(), headers: headers.clone(), body });
-            let authorized = headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {}", self.key));
             let scripted = st.statuses.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, s)| *s);
             match (authorized, scripted) {
                 (false, _) => (401, json!({"error": "unauthorized"})),

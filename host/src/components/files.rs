@@ -1,0 +1,120 @@
+//! Verified components on disk, content-addressed: `<dir>/<sha256>.wasm` and
+//! `<dir>/<sha256>.sig.json` (the signed manifest). Written atomically, so a crash leaves the
+//! old entry or the whole new one; read back with every check repeated by the caller, so a
+//! corrupted or tampered entry is refused, never trusted because it is "ours".
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::sandbox::cache::write_atomic;
+use crate::trust::Envelope;
+
+#[derive(Clone)]
+pub struct ComponentFiles {
+    dir: PathBuf,
+}
+
+/// A stored entry, read back but not yet re-verified.
+pub struct StoredEntry {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+}
+
+impl ComponentFiles {
+    pub fn new(dir: PathBuf) -> ComponentFiles {
+        ComponentFiles { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn wasm_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.wasm"))
+    }
+
+    fn sig_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.sig.json"))
+    }
+
+    /// Keep `bytes` and their signed manifest. The bytes go first: an envelope on disk
+    /// always has its component next to it.
+    pub fn put(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), String> {
+        let sha = &envelope.manifest.sha256;
+        let json = serde_json::to_vec_pretty(envelope).map_err(|e| e.to_string())?;
+        write_atomic(&self.wasm_path(sha), bytes)
+            .and_then(|()| write_atomic(&self.sig_path(sha), &json))
+            .map_err(|e| format!("cannot write component {sha} to `{}`: {e}", self.dir.display()))
+    }
+
+    /// Read an entry back; the digest of the bytes must still be the name it is stored under.
+    pub fn get(&self, sha256: &str) -> Result<StoredEntry, String> {
+        let valid_name = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid_name {
+            return Err(format!("`{sha256}` is not a component digest"));
+        }
+        let bytes = std::fs::read(self.wasm_path(sha256)).map_err(|e| format!("cannot read stored component {sha256}: {e}"))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha256 {
+            return Err(format!("stored component {sha256} is corrupt (its bytes hash to {actual})"));
+        }
+        let json = std::fs::read(self.sig_path(sha256)).map_err(|e| format!("cannot read the manifest of stored component {sha256}: {e}"))?;
+        let envelope: Envelope =
+            serde_json::from_slice(&json).map_err(|e| format!("the manifest of stored component {sha256} is corrupt: {e}"))?;
+        if envelope.manifest.sha256 != sha256 {
+            return Err(format!("the manifest stored for {sha256} names another component"));
+        }
+        Ok(StoredEntry { envelope, bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::{Manifest, Slot};
+
+    fn envelope(bytes: &[u8]) -> Envelope {
+        Envelope {
+            manifest: Manifest {
+                slot: Slot::Matcher,
+                name: "m".into(),
+                version: 1,
+                sha256: hex::encode(Sha256::digest(bytes)),
+                size: bytes.len() as u64,
+                world: "orgx:peer/matcher-component".into(),
+                wit_version: "0.1.0".into(),
+                key_id: "0123456789abcdef".into(),
+            },
+            signature: "sig".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ComponentFiles::new(dir.path().join("components"));
+        let bytes = b"\0asm component bytes".to_vec();
+        let env = envelope(&bytes);
+        let sha = env.manifest.sha256.clone();
+        files.put(&env, &bytes).unwrap();
+        let back = files.get(&sha).unwrap();
+        assert_eq!(back.bytes, bytes);
+        assert_eq!(back.envelope, env);
+
+        let table: &[(&str, &dyn Fn(&Path), &str)] = &[
+            ("flipped byte", &|d| std::fs::write(d.join(format!("{sha}.wasm")), b"\0asm component bytez").unwrap(), "corrupt"),
+            ("torn manifest", &|d| std::fs::write(d.join(format!("{sha}.sig.json")), b"{\"manif").unwrap(), "manifest of stored component"),
+            ("missing bytes", &|d| std::fs::remove_file(d.join(format!("{sha}.wasm"))).unwrap(), "cannot read stored component"),
+        ];
+        for (what, damage, want) in table {
+            files.put(&env, &bytes).unwrap();
+            damage(files.dir());
+            let err = files.get(&sha).err().unwrap_or_else(|| panic!("{what}: accepted"));
+            assert!(err.contains(want), "{what}: {err}");
+        }
+        for bad in ["../../etc/passwd", "", "ABCD", &"g".repeat(64)] {
+            assert!(files.get(bad).is_err(), "{bad:?} accepted as a digest");
+        }
+    }
+}

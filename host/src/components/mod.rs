@@ -1,0 +1,187 @@
+//! Which component serves each slot, and how that changes at runtime.
+//!
+//! A run takes a snapshot of [`ActiveComponents`] when it is dispatched and keeps it to its
+//! end, so a swap never changes a run's logic halfway. The snapshot is published through a
+//! `watch` channel by the [`registry::Registry`], the only writer: it admits pushed and local
+//! components through fixed stages (`admission`), runs them on sample input (`selftest`),
+//! keeps them content-addressed on disk (`files`), and quarantines one that keeps faulting.
+//! `local_dir` watches the author's directory. Loading always goes through the sandbox's full
+//! checks, built-ins included.
+
+pub mod admission;
+pub mod files;
+pub mod local_dir;
+pub mod registry;
+pub mod selftest;
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{defaults, CodeCache, LoadedComponent, Sandbox, World};
+use crate::trust::Slot;
+
+/// The WIT package version this host serves (`wit/orgx-peer.wit`).
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Where the component serving a slot came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Compiled into the binary (version 0 of its slot).
+    BuiltIn,
+    /// Given on the command line (`replay --mapper`, `plugin test`).
+    File,
+    /// Pushed by the server (`component.push`), signed.
+    Pushed,
+    /// Signed, from the local components directory.
+    Local,
+    /// Unsigned, from the local components directory, in dev mode.
+    DevUnsigned,
+}
+
+/// One slot's component and what is known of it beyond its bytes.
+#[derive(Clone)]
+pub struct Serving {
+    pub component: LoadedComponent,
+    pub version: u64,
+    pub origin: Origin,
+    /// The key that signed it, if any.
+    pub key_id: Option<String>,
+}
+
+impl Serving {
+    pub fn builtin(component: LoadedComponent) -> Serving {
+        Serving { component, version: 0, origin: Origin::BuiltIn, key_id: None }
+    }
+
+    /// The status / log view of this slot.
+    pub fn describe(&self, slot: Slot) -> serde_json::Value {
+        serde_json::json!({
+            "slot": slot.as_str(),
+            "name": self.component.info.name,
+            "version": self.version,
+            "origin": self.origin,
+            "sha256": self.component.info.sha256,
+            "key_id": self.key_id,
+        })
+    }
+}
+
+/// The mapper and matcher new runs get.
+#[derive(Clone)]
+pub struct ActiveComponents {
+    pub mapper: Serving,
+    pub matcher: Serving,
+}
+
+impl ActiveComponents {
+    /// The built-in components, each replaced by a file when one is given.
+    pub fn load(sandbox: &Sandbox, mapper: Option<&Path>, matcher: Option<&Path>) -> anyhow::Result<ActiveComponents> {
+        Ok(ActiveComponents {
+            mapper: load_one(sandbox, World::Mapper, mapper)?,
+            matcher: load_one(sandbox, World::Matcher, matcher)?,
+        })
+    }
+
+    pub fn get(&self, slot: Slot) -> &Serving {
+        match slot {
+            Slot::MapperClaudeCode => &self.mapper,
+            Slot::Matcher => &self.matcher,
+        }
+    }
+
+    pub fn set(&mut self, slot: Slot, serving: Serving) {
+        match slot {
+            Slot::MapperClaudeCode => self.mapper = serving,
+            Slot::Matcher => self.matcher = serving,
+        }
+    }
+
+    /// The digests the heartbeat's `manifest_fingerprint` covers.
+    pub fn digests(&self) -> [&str; 2] {
+        [&self.mapper.component.info.sha256, &self.matcher.component.info.sha256]
+    }
+
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!(Slot::ALL.iter().map(|s| self.get(*s).describe(*s)).collect::<Vec<_>>())
+    }
+}
+
+/// The world a slot's components implement.
+pub fn slot_world(slot: Slot) -> World {
+    match slot {
+        Slot::MapperClaudeCode => World::Mapper,
+        Slot::Matcher => World::Matcher,
+    }
+}
+
+/// The slot a world serves (there is one driver, so one mapper slot).
+pub fn world_slot(world: World) -> Slot {
+    match world {
+        World::Mapper => Slot::MapperClaudeCode,
+        World::Matcher => Slot::Matcher,
+    }
+}
+
+/// The name and bytes of a slot's built-in component.
+pub fn builtin_bytes(slot: Slot) -> (&'static str, &'static [u8]) {
+    match slot {
+        Slot::MapperClaudeCode => (defaults::CLAUDE_CODE_MAPPER_NAME, defaults::CLAUDE_CODE_MAPPER),
+        Slot::Matcher => (defaults::SKILL_RULES_MATCHER_NAME, defaults::SKILL_RULES_MATCHER),
+    }
+}
+
+/// The built-in component of a slot, its machine code from `cache` when there is one.
+pub fn builtin(sandbox: &Sandbox, slot: Slot, cache: Option<&CodeCache>) -> anyhow::Result<LoadedComponent> {
+    let (name, bytes) = builtin_bytes(slot);
+    let loaded = match cache {
+        Some(cache) => sandbox.load_cached(name, bytes, cache).map(|(c, _)| c),
+        None => sandbox.load(name, bytes),
+    };
+    let loaded = loaded.context("the built-in component does not load (a build defect)")?;
+    ensure_world(&loaded, slot_world(slot))?;
+    Ok(loaded)
+}
+
+/// A component file for `world`, named after its file stem.
+pub fn load_file(sandbox: &Sandbox, world: World, path: &Path) -> anyhow::Result<LoadedComponent> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read component file `{}`", path.display()))?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "component".into());
+    let loaded = sandbox.load(&name, &bytes)?;
+    ensure_world(&loaded, world)?;
+    Ok(loaded)
+}
+
+fn load_one(sandbox: &Sandbox, world: World, file: Option<&Path>) -> anyhow::Result<Serving> {
+    match file {
+        Some(path) => Ok(Serving { component: load_file(sandbox, world, path)?, version: 0, origin: Origin::File, key_id: None }),
+        None => Ok(Serving::builtin(builtin(sandbox, world_slot(world), None)?)),
+    }
+}
+
+fn ensure_world(loaded: &LoadedComponent, world: World) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        loaded.world() == world,
+        "component `{}` implements `{}`, but a {} is needed here (`{}`)",
+        loaded.info.label(),
+        loaded.world().wit_name(),
+        match world {
+            World::Mapper => "mapper",
+            World::Matcher => "matcher",
+        },
+        world.wit_name()
+    );
+    Ok(())
+}
+
+/// What a finished run tells the registry: which components served it, and which one (if
+/// any) faulted. Quarantine counts consecutive faulting runs per component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub run_id: String,
+    pub served_by: Vec<String>,
+    /// The faulting component's digest, and the fault.
+    pub faulted: Option<(String, String)>,
+}

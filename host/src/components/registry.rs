@@ -1,0 +1,396 @@
+//! The one writer of [`ActiveComponents`]: admits candidates, restores slots at boot, and
+//! quarantines components that keep faulting.
+//!
+//! Reject-and-keep: a candidate becomes active only after every stage passed and it is on
+//! disk; until then (and after any refusal) the slot's component serves unchanged. Admissions
+//! are serialized (one at a time, each re-checking the version floor under the lock), but the
+//! manifest-only checks run before waiting for that lock, so a bad push is refused at once
+//! even while another component compiles. A swap publishes a new snapshot; runs that started
+//! before it keep the snapshot they took.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::admission::{self, Precheck, Rejection, SlotView, Stage};
+use super::files::ComponentFiles;
+use super::{builtin, selftest, slot_world, world_slot, ActiveComponents, Origin, RunReport, Serving};
+use crate::gateway::frames::ComponentPush;
+use crate::http::Api;
+use crate::protocol::{self as p, PeerMessage};
+use crate::sandbox::{CodeCache, CodeSource, LoadStage, LoadedComponent, Sandbox};
+use crate::store::Store;
+use crate::trust::{Envelope, Manifest, Slot, TrustedKeys};
+
+/// Default for `ORGX_MAX_COMPONENT_BYTES`.
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 16 << 20;
+/// Consecutive faulting runs after which a component is quarantined.
+pub const QUARANTINE_AFTER: u32 = 3;
+/// How many earlier versions of a slot are remembered as fallbacks.
+const HISTORY: usize = 8;
+
+#[derive(Clone)]
+pub struct RegistryConfig {
+    pub data_dir: PathBuf,
+    pub trusted: TrustedKeys,
+    pub max_component_bytes: u64,
+    /// Accept unsigned components from the local directory (authoring only).
+    pub dev_unsigned_local: bool,
+}
+
+/// A slot's persisted record: its version floor and the components it has served.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SlotRecord {
+    floor: u64,
+    /// Oldest first; the last entry that is not quarantined and still verifies serves.
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HistoryEntry {
+    sha256: String,
+    version: u64,
+    origin: Origin,
+}
+
+#[derive(Default)]
+struct State {
+    slots: BTreeMap<Slot, SlotRecord>,
+    /// Consecutive faulting runs per digest.
+    faults: HashMap<String, u32>,
+}
+
+/// What an admission did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub slot: Slot,
+    pub name: String,
+    pub version: u64,
+    pub sha256: String,
+    /// Whether machine code came from the peer's cache.
+    pub cached: bool,
+    /// False when exactly this component was already active.
+    pub changed: bool,
+}
+
+pub struct Registry {
+    sandbox: Sandbox,
+    store: Store,
+    files: ComponentFiles,
+    cache: CodeCache,
+    cfg: RegistryConfig,
+    builtins: BTreeMap<Slot, LoadedComponent>,
+    active: watch::Sender<ActiveComponents>,
+    state: Mutex<State>,
+    admitting: Mutex<()>,
+}
+
+fn slot_key(slot: Slot) -> String {
+    format!("components/slot/{slot}")
+}
+
+fn quarantine_key(sha256: &str) -> String {
+    format!("components/quarantine/{sha256}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// The built-ins, then each slot's newest stored component that still verifies: the
+    /// peer serves what it last accepted before it talks to anyone.
+    pub fn open(sandbox: Sandbox, store: Store, cfg: RegistryConfig) -> anyhow::Result<Registry> {
+        let files = ComponentFiles::new(cfg.data_dir.join("components"));
+        let cache = CodeCache::new(cfg.data_dir.join("components").join("cache"), store.clone());
+        let mut builtins = BTreeMap::new();
+        for slot in Slot::ALL {
+            builtins.insert(slot, builtin(&sandbox, slot, Some(&cache))?);
+        }
+        let initial = ActiveComponents {
+            mapper: Serving::builtin(builtins[&Slot::MapperClaudeCode].clone()),
+            matcher: Serving::builtin(builtins[&Slot::Matcher].clone()),
+        };
+        let (active, _) = watch::channel(initial);
+        let registry = Registry { sandbox, store, files, cache, cfg, builtins, active, state: Mutex::default(), admitting: Mutex::default() };
+        let mut state = State::default();
+        for slot in Slot::ALL {
+            let record = match registry.store.get(&slot_key(slot))? {
+                Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                    tracing::error!(slot = %slot, "the slot's record is corrupt ({e}); serving the built-in component");
+                    SlotRecord::default()
+                }),
+                None => SlotRecord::default(),
+            };
+            let serving = registry.newest_good(slot, &record, None);
+            registry.active.send_modify(|a| a.set(slot, serving));
+            state.slots.insert(slot, record);
+        }
+        *lock(&registry.state) = state;
+        for slot in Slot::ALL {
+            let a = registry.active.borrow();
+            let s = a.get(slot);
+            tracing::info!(slot = %slot, name = %s.component.info.name, version = s.version, origin = ?s.origin, "component serving");
+        }
+        Ok(registry)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ActiveComponents> {
+        self.active.subscribe()
+    }
+
+    pub fn snapshot(&self) -> ActiveComponents {
+        self.active.borrow().clone()
+    }
+
+    pub fn trusted_key_ids(&self) -> Vec<String> {
+        self.cfg.trusted.ids()
+    }
+
+    pub fn quarantined(&self) -> Vec<String> {
+        self.store.scan_prefix("components/quarantine/").map(|v| v.into_iter().map(|(k, _)| k["components/quarantine/".len()..].to_string()).collect()).unwrap_or_default()
+    }
+
+    /// The newest entry of `record` that is not quarantined, not `except`, and re-verifies;
+    /// else the built-in component.
+    fn newest_good(&self, slot: Slot, record: &SlotRecord, except: Option<&str>) -> Serving {
+        for entry in record.history.iter().rev() {
+            if Some(entry.sha256.as_str()) == except || self.is_quarantined(&entry.sha256) {
+                continue;
+            }
+            match self.reload(slot, entry) {
+                Ok(serving) => return serving,
+                Err(e) => tracing::error!(slot = %slot, sha256 = %entry.sha256, "stored component skipped: {e}"),
+            }
+        }
+        Serving::builtin(self.builtins[&slot].clone())
+    }
+
+    /// A stored component, with every check repeated against today's trusted keys.
+    fn reload(&self, slot: Slot, entry: &HistoryEntry) -> Result<Serving, String> {
+        let stored = self.files.get(&entry.sha256)?;
+        let m = &stored.envelope.manifest;
+        if m.slot != slot || m.version != entry.version {
+            return Err(format!("its manifest says {} v{}, the slot record says {slot} v{}", m.slot, m.version, entry.version));
+        }
+        let key_id = self.cfg.trusted.verify(m, &stored.envelope.signature).map_err(|e| format!("signature: {e}"))?;
+        admission::check_bytes(Some(m), &stored.bytes, self.cfg.max_component_bytes).map_err(|r| r.to_string())?;
+        let (component, _) = self.sandbox.load_cached(&m.name, &stored.bytes, &self.cache).map_err(|e| e.to_string())?;
+        if component.world() != slot_world(slot) {
+            return Err(format!("it implements `{}`, not the slot's world", component.world().wit_name()));
+        }
+        Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
+    }
+
+    fn is_quarantined(&self, sha256: &str) -> bool {
+        self.store.get(&quarantine_key(sha256)).ok().flatten().is_some()
+    }
+
+    fn view(&self, slot: Slot, sha256: &str) -> (u64, u64, String, bool) {
+        let floor = lock(&self.state).slots.get(&slot).map_or(0, |r| r.floor);
+        let a = self.active.borrow();
+        let s = a.get(slot);
+        (floor, s.version, s.component.info.sha256.clone(), self.is_quarantined(sha256))
+    }
+
+    /// The manifest-only stages for a signed candidate.
+    fn precheck(&self, envelope: &Envelope) -> Result<Precheck, Rejection> {
+        let m = &envelope.manifest;
+        let (floor, version, sha, quarantined) = self.view(m.slot, &m.sha256);
+        let view = SlotView { floor, active: (version, &sha), quarantined };
+        admission::precheck(m, &envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, view)
+    }
+
+    /// Answer a `component.push`: every stage, then the acknowledgement to send.
+    pub async fn admit_push(self: &Arc<Self>, push: ComponentPush, api: Option<&Api>) -> PeerMessage {
+        let started = Instant::now();
+        let manifest: Result<Manifest, Rejection> =
+            serde_json::from_value(push.manifest.clone()).map_err(|e| Rejection::new(Stage::Manifest, format!("`manifest` is malformed: {e}")));
+        let component = match &manifest {
+            Ok(m) => p::ComponentRef { slot: m.slot.to_string(), name: m.name.clone(), version: m.version, sha256: m.sha256.clone() },
+            Err(_) => p::ComponentRef::default(),
+        };
+        let result = match manifest {
+            Ok(manifest) => self.admit_pushed(&push, Envelope { manifest, signature: push.signature.clone().unwrap_or_default() }, api).await,
+            Err(r) => Err(r),
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        let (status, stage, reason) = match &result {
+            Ok(a) => {
+                tracing::info!(push_id = %push.push_id, slot = %a.slot, name = %a.name, version = a.version, ms, cached = a.cached, changed = a.changed, "pushed component activated");
+                (p::AckStatus::Activated, None, None)
+            }
+            Err(r) => {
+                tracing::warn!(push_id = %push.push_id, slot = %component.slot, name = %component.name, version = component.version, ms, "pushed component {r}");
+                (p::AckStatus::Rejected, Some(r.stage.as_str().to_string()), Some(r.reason.clone()))
+            }
+        };
+        PeerMessage::ComponentAck(p::ComponentAck { push_id: push.push_id, component, status, stage, reason })
+    }
+
+    async fn admit_pushed(self: &Arc<Self>, push: &ComponentPush, envelope: Envelope, api: Option<&Api>) -> Result<Admitted, Rejection> {
+        if let Precheck::AlreadyActive { .. } = self.precheck(&envelope)? {
+            return Ok(self.unchanged(&envelope.manifest));
+        }
+        let max = self.cfg.max_component_bytes;
+        let bytes = match (&push.bytes_base64, &push.url) {
+            (Some(b64), None) => {
+                // base64 is 4/3 of the bytes: refuse an oversize body before decoding it.
+                if (b64.len() as u64) / 4 * 3 > max + 3 {
+                    return Err(Rejection::new(Stage::Size, format!("the inline body is over the {max}-byte limit")));
+                }
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| Rejection::new(Stage::Manifest, format!("`bytes_base64` is not base64: {e}")))?
+            }
+            (None, Some(url)) => {
+                let api = api.ok_or_else(|| Rejection::new(Stage::Fetch, "this peer has no server connection to fetch from"))?;
+                let url = api.base.same_base(url).map_err(|e| Rejection::new(Stage::Fetch, e))?;
+                api.fetch_component(url, max).await.map_err(|e| Rejection::new(Stage::Fetch, e.to_string()))?
+            }
+            _ => return Err(Rejection::new(Stage::Manifest, "exactly one of `bytes_base64` and `url` is required")),
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.admit_bytes(Some(envelope), Origin::Pushed, None, bytes))
+            .await
+            .unwrap_or_else(|e| Err(Rejection::new(Stage::Compile, format!("admission crashed: {e}"))))
+    }
+
+    fn unchanged(&self, m: &Manifest) -> Admitted {
+        Admitted { slot: m.slot, name: m.name.clone(), version: m.version, sha256: m.sha256.clone(), cached: true, changed: false }
+    }
+
+    /// A component from the local directory: signed (`envelope`), or unsigned in dev mode.
+    /// Blocking (it compiles).
+    pub fn admit_local(&self, name: &str, envelope: Option<Envelope>, bytes: Vec<u8>) -> Result<Admitted, Rejection> {
+        match envelope {
+            Some(envelope) => {
+                if let Precheck::AlreadyActive { .. } = self.precheck(&envelope)? {
+                    return Ok(self.unchanged(&envelope.manifest));
+                }
+                self.admit_bytes(Some(envelope), Origin::Local, None, bytes)
+            }
+            None if self.cfg.dev_unsigned_local => {
+                tracing::warn!(name, "DEV MODE: admitting an UNSIGNED local component (ORGX_DEV_UNSIGNED_LOCAL); never use this in production");
+                self.admit_bytes(None, Origin::DevUnsigned, Some(name), bytes)
+            }
+            None => Err(Rejection::new(
+                Stage::Signature,
+                "it has no `.sig` file: sign it with `orgx-peer plugin sign`, or set ORGX_DEV_UNSIGNED_LOCAL=1 while authoring",
+            )),
+        }
+    }
+
+    /// The stages on the bytes, then activation. `envelope` is `None` only for dev mode.
+    fn admit_bytes(&self, envelope: Option<Envelope>, origin: Origin, dev_name: Option<&str>, bytes: Vec<u8>) -> Result<Admitted, Rejection> {
+        let _one_at_a_time = lock(&self.admitting);
+        let key_id = match &envelope {
+            // The floor may have moved while this candidate waited.
+            Some(e) => match self.precheck(e)? {
+                Precheck::AlreadyActive { .. } => return Ok(self.unchanged(&e.manifest)),
+                Precheck::Proceed { key_id } => Some(key_id),
+            },
+            None => None,
+        };
+        let manifest = envelope.as_ref().map(|e| &e.manifest);
+        admission::check_bytes(manifest, &bytes, self.cfg.max_component_bytes)?;
+        let name = manifest.map_or(dev_name.unwrap_or("dev"), |m| m.name.as_str());
+        let (component, code) = self.sandbox.load_cached(name, &bytes, &self.cache).map_err(|e| {
+            let stage = match e.stage {
+                LoadStage::Compile => Stage::Compile,
+                LoadStage::Imports => Stage::Imports,
+                LoadStage::World => Stage::World,
+                LoadStage::Link => Stage::Link,
+            };
+            Rejection::new(stage, e.message)
+        })?;
+        let slot = match manifest {
+            Some(m) => m.slot,
+            None => world_slot(component.world()),
+        };
+        if component.world() != slot_world(slot) {
+            return Err(Rejection::new(Stage::World, format!("the bytes implement `{}`, but slot `{slot}` needs `{}`", component.world().wit_name(), slot_world(slot).wit_name())));
+        }
+        selftest::run(&component, self.sandbox.limits()).map_err(|e| match e {
+            selftest::SelfTestError::Instantiate(f) => Rejection::new(Stage::Instantiate, f.to_string()),
+            selftest::SelfTestError::Call(f) => Rejection::new(Stage::SelfTest, f.to_string()),
+        })?;
+        let sha256 = component.info.sha256.clone();
+        let version = manifest.map_or(0, |m| m.version);
+        if let Some(e) = &envelope {
+            self.files.put(e, &bytes).map_err(|e| Rejection::new(Stage::Store, e))?;
+            let mut state = lock(&self.state);
+            let record = state.slots.entry(slot).or_default();
+            record.floor = record.floor.max(version);
+            record.history.retain(|h| h.sha256 != sha256);
+            record.history.push(HistoryEntry { sha256: sha256.clone(), version, origin });
+            let excess = record.history.len().saturating_sub(HISTORY);
+            record.history.drain(..excess);
+            let json = serde_json::to_vec(record).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
+            self.store.put(&slot_key(slot), &json).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
+        }
+        let admitted = Admitted { slot, name: name.to_string(), version, sha256, cached: code == CodeSource::Cached, changed: true };
+        self.active.send_modify(|a| a.set(slot, Serving { component, version, origin, key_id }));
+        Ok(admitted)
+    }
+
+    /// Count a finished run; quarantine a component after [`QUARANTINE_AFTER`] consecutive
+    /// faulting runs. Returns the message that tells the server.
+    pub fn on_run_report(&self, report: &RunReport) -> Option<PeerMessage> {
+        let mut to_quarantine = None;
+        {
+            let mut state = lock(&self.state);
+            for sha in &report.served_by {
+                match &report.faulted {
+                    Some((faulted, reason)) if faulted == sha => {
+                        let n = state.faults.entry(sha.clone()).or_insert(0);
+                        *n += 1;
+                        if *n >= QUARANTINE_AFTER {
+                            to_quarantine = Some((sha.clone(), *n, reason.clone()));
+                        }
+                    }
+                    _ => {
+                        state.faults.remove(sha);
+                    }
+                }
+            }
+        }
+        let (sha, faults, reason) = to_quarantine?;
+        self.quarantine(&sha, faults, &reason)
+    }
+
+    fn quarantine(&self, sha256: &str, faults: u32, reason: &str) -> Option<PeerMessage> {
+        let _one_at_a_time = lock(&self.admitting);
+        let slot = Slot::ALL.into_iter().find(|s| self.active.borrow().get(*s).component.info.sha256 == sha256)?;
+        let current = self.active.borrow().get(slot).clone();
+        if current.origin == Origin::BuiltIn {
+            tracing::error!(slot = %slot, "the built-in component keeps faulting ({faults} runs in a row); there is nothing to fall back to: {reason}");
+            return None;
+        }
+        if let Err(e) = self.store.put(&quarantine_key(sha256), reason.as_bytes()) {
+            tracing::error!(sha256, "cannot record the quarantine: {e}");
+        }
+        let record = lock(&self.state).slots.get(&slot).cloned().unwrap_or_default();
+        let fallback = self.newest_good(slot, &record, Some(sha256));
+        lock(&self.state).faults.remove(sha256);
+        let to_ref = |s: &Serving| p::ComponentRef {
+            slot: slot.to_string(),
+            name: s.component.info.name.clone(),
+            version: s.version,
+            sha256: s.component.info.sha256.clone(),
+        };
+        let message = p::ComponentQuarantined { component: to_ref(&current), faults, reason: reason.to_string(), fallback: to_ref(&fallback) };
+        tracing::error!(
+            slot = %slot, name = %current.component.info.name, version = current.version,
+            fallback = %fallback.component.info.name, fallback_version = fallback.version,
+            "component QUARANTINED after {faults} faulting runs in a row; new runs use the fallback: {reason}"
+        );
+        self.active.send_modify(|a| a.set(slot, fallback));
+        Some(PeerMessage::ComponentQuarantined(message))
+    }
+}

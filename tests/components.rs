@@ -1,0 +1,452 @@
+//! Pushed components through the registry: one test per admission stage (each refusal is
+//! acknowledged within 1 s and leaves the active component serving), activation, persistence
+//! across restarts, quarantine, and the zero-loss swap under load.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::guest_wasm;
+use orgx_peer::components::registry::{Registry, RegistryConfig};
+use orgx_peer::components::RunReport;
+use orgx_peer::gateway::frames::ComponentPush;
+use orgx_peer::protocol::{AckStatus, ComponentAck, PeerMessage};
+use orgx_peer::sandbox::{Limits, Sandbox};
+use orgx_peer::store::Store;
+use orgx_peer::trust::{Envelope, Manifest, SecretKey, Slot, TrustedKeys};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const ACK_BOUND: Duration = Duration::from_secs(1);
+
+struct Rig {
+    dir: tempfile::TempDir,
+    key: SecretKey,
+    registry: Arc<Registry>,
+}
+
+fn config(dir: &Path, key: &SecretKey, max: u64) -> RegistryConfig {
+    RegistryConfig {
+        data_dir: dir.to_path_buf(),
+        trusted: TrustedKeys::parse(&key.public().to_text()).unwrap(),
+        max_component_bytes: max,
+        dev_unsigned_local: false,
+    }
+}
+
+fn open(dir: &Path, key: &SecretKey, max: u64) -> Arc<Registry> {
+    let store = Store::open(&dir.join("peer.redb")).unwrap();
+    Arc::new(Registry::open(Sandbox::new(Limits::default()).unwrap(), store, config(dir, key, max)).unwrap())
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate().unwrap();
+    let registry = open(dir.path(), &key, 16 << 20);
+    Rig { dir, key, registry }
+}
+
+/// The tagged test mapper with its tag set to `vNNNN` and `mode` (`ok`, `tr`, `qb`).
+fn tagged(version: u32, mode: &str) -> Vec<u8> {
+    let mut bytes = guest_wasm("orgx-test-guest-tagged");
+    let from = b"ORGX-TAG:v0001:ok.";
+    let to = format!("ORGX-TAG:v{version:04}:{mode}.");
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("tag in the tagged guest");
+    bytes[at..at + from.len()].copy_from_slice(to.as_bytes());
+    bytes
+}
+
+fn manifest(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes: &[u8]) -> Manifest {
+    Manifest {
+        slot,
+        name: name.into(),
+        version,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        size: bytes.len() as u64,
+        world: slot.world().into(),
+        wit_version: "0.1.0".into(),
+        key_id: key.public().id(),
+    }
+}
+
+fn push_of(m: &Manifest, signature: &str, bytes: &[u8]) -> ComponentPush {
+    ComponentPush {
+        push_id: format!("push-{}-{}", m.name, m.version),
+        manifest: serde_json::to_value(m).unwrap(),
+        signature: Some(signature.to_string()),
+        bytes_base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        url: None,
+    }
+}
+
+fn signed_push(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes: &[u8]) -> ComponentPush {
+    let m = manifest(key, slot, name, version, bytes);
+    push_of(&m, &key.sign(&m).unwrap(), bytes)
+}
+
+async fn admit(registry: &Arc<Registry>, push: ComponentPush) -> (ComponentAck, Duration) {
+    let t = Instant::now();
+    let ack = registry.admit_push(push, None).await;
+    let took = t.elapsed();
+    match ack {
+        PeerMessage::ComponentAck(a) => (a, took),
+        other => panic!("not an ack: {other:?}"),
+    }
+}
+
+fn active_sha(registry: &Registry, slot: Slot) -> String {
+    registry.snapshot().get(slot).component.info.sha256.clone()
+}
+
+/// Refused at `stage`, within the bound, with the slot unchanged.
+async fn assert_refused(rig: &Rig, push: ComponentPush, slot: Slot, stage: &str, words: &str) {
+    let before = active_sha(&rig.registry, slot);
+    let (ack, took) = admit(&rig.registry, push).await;
+    assert_eq!(ack.status, AckStatus::Rejected, "{ack:?}");
+    assert_eq!(ack.stage.as_deref(), Some(stage), "{ack:?}");
+    assert!(ack.reason.as_deref().unwrap_or("").contains(words), "reason should mention `{words}`: {ack:?}");
+    assert!(took < ACK_BOUND, "stage {stage}: acknowledged after {took:?}");
+    assert_eq!(active_sha(&rig.registry, slot), before, "stage {stage}: the active component changed");
+}
+
+#[tokio::test]
+async fn a_good_push_activates_and_new_snapshots_get_it() {
+    let rig = rig();
+    let old = rig.registry.snapshot();
+    let bytes = tagged(1, "ok");
+    let (ack, took) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes)).await;
+    assert_eq!(ack.status, AckStatus::Activated, "{ack:?}");
+    assert_eq!((ack.component.slot.as_str(), ack.component.version), ("mapper:claude_code", 1));
+    let now = rig.registry.snapshot();
+    assert_eq!(now.mapper.component.info.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(now.mapper.version, 1);
+    assert_eq!(now.mapper.key_id.as_deref(), Some(rig.key.public().id().as_str()));
+    // A snapshot taken before the swap (a run in flight) still holds the old component.
+    assert_eq!(old.mapper.component.info.name, "claude-code");
+    eprintln!("cold push -> active: {took:?}");
+
+    // The same push again (a server retry) is acknowledged and changes nothing.
+    let (again, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes)).await;
+    assert_eq!(again.status, AckStatus::Activated, "{again:?}");
+}
+
+#[tokio::test]
+async fn stage_manifest() {
+    let rig = rig();
+    let mut push = signed_push(&rig.key, Slot::Matcher, "m", 1, b"x");
+    push.manifest = json!({ "slot": "matcher", "name": "m" });
+    assert_refused(&rig, push, Slot::Matcher, "manifest", "missing field").await;
+    let mut push = signed_push(&rig.key, Slot::Matcher, "m", 1, b"x");
+    push.manifest["slot"] = json!("mapper:codex");
+    assert_refused(&rig, push, Slot::Matcher, "manifest", "unknown slot").await;
+    let mut push = signed_push(&rig.key, Slot::Matcher, "m", 1, b"x");
+    push.url = Some("/api/v1/components/x".into());
+    assert_refused(&rig, push, Slot::Matcher, "manifest", "exactly one of").await;
+}
+
+#[tokio::test]
+async fn stage_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate().unwrap();
+    let registry = open(dir.path(), &key, 64 << 10);
+    let rig = Rig { dir, key, registry };
+    let bytes = guest_wasm("orgx-matcher-skill-rules");
+    assert!(bytes.len() > 64 << 10);
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "big", 1, &bytes), Slot::Matcher, "size", "at most 65536").await;
+}
+
+#[tokio::test]
+async fn stage_signature() {
+    let rig = rig();
+    let bytes = tagged(1, "ok");
+    let m = manifest(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    assert_refused(&rig, push_of(&m, "", &bytes), Slot::MapperClaudeCode, "signature", "unsigned").await;
+
+    let stranger = SecretKey::generate().unwrap();
+    assert_refused(&rig, signed_push(&stranger, Slot::MapperClaudeCode, "tagged", 1, &bytes), Slot::MapperClaudeCode, "signature", "does not trust")
+        .await;
+
+    // Signed, then the manifest edited: a higher version claimed without a new signature.
+    let sig = rig.key.sign(&m).unwrap();
+    let mut forged = m.clone();
+    forged.version = 99;
+    assert_refused(&rig, push_of(&forged, &sig, &bytes), Slot::MapperClaudeCode, "signature", "does not match").await;
+
+    // A signature for the matcher slot replayed into the mapper slot.
+    let mut other_slot = m.clone();
+    other_slot.slot = Slot::Matcher;
+    other_slot.world = Slot::Matcher.world().into();
+    let sig = rig.key.sign(&other_slot).unwrap();
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::MapperClaudeCode, "signature", "does not match").await;
+}
+
+#[tokio::test]
+async fn stage_version_refuses_rollback() {
+    let rig = rig();
+    let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 5, &tagged(5, "ok"))).await;
+    assert_eq!(ack.status, AckStatus::Activated, "{ack:?}");
+    // An older, validly signed version: a replay.
+    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 4, &tagged(4, "ok")), Slot::MapperClaudeCode, "version", "not newer than 5")
+        .await;
+    // The same version number with other bytes.
+    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 5, &tagged(6, "ok")), Slot::MapperClaudeCode, "version", "not newer")
+        .await;
+}
+
+#[tokio::test]
+async fn stage_world() {
+    let rig = rig();
+    // The manifest names a world the slot does not serve.
+    let bytes = guest_wasm("orgx-matcher-skill-rules");
+    let mut m = manifest(&rig.key, Slot::Matcher, "m", 1, &bytes);
+    m.world = "orgx:peer/mapper-component".into();
+    let sig = rig.key.sign(&m).unwrap();
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "serves world").await;
+    // A WIT version the host does not serve.
+    let mut m = manifest(&rig.key, Slot::Matcher, "m", 1, &bytes);
+    m.wit_version = "0.2.0".into();
+    let sig = rig.key.sign(&m).unwrap();
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "orgx:peer@0.1.0").await;
+    // A correct manifest, but the bytes are a matcher signed for the mapper slot.
+    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "m", 1, &bytes), Slot::MapperClaudeCode, "world", "needs").await;
+}
+
+#[tokio::test]
+async fn stage_fetch_refuses_other_hosts_without_a_request() {
+    let rig = rig();
+    let bytes = tagged(1, "ok");
+    let mut push = signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    push.bytes_base64 = None;
+    push.url = Some("https://evil.example/x.wasm".into());
+    let base = orgx_peer::gateway::endpoint::BaseUrl::parse("http://127.0.0.1:9").unwrap();
+    let api = orgx_peer::http::Api::new(base, orgx_peer::secret::ApiKey::new("oxk_test_key_1234".into()).unwrap()).unwrap();
+    let t = Instant::now();
+    let ack = rig.registry.admit_push(push, Some(&api)).await;
+    let PeerMessage::ComponentAck(ack) = ack else { panic!() };
+    assert_eq!(ack.stage.as_deref(), Some("fetch"), "{ack:?}");
+    assert!(t.elapsed() < ACK_BOUND);
+}
+
+#[tokio::test]
+async fn stage_digest() {
+    let rig = rig();
+    let bytes = tagged(1, "ok");
+    let m = manifest(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    let sig = rig.key.sign(&m).unwrap();
+    let mut other = bytes.clone();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    assert_refused(&rig, push_of(&m, &sig, &other), Slot::MapperClaudeCode, "digest", "hash to").await;
+    assert_refused(&rig, push_of(&m, &sig, &bytes[..bytes.len() - 1]), Slot::MapperClaudeCode, "digest", "bytes arrived").await;
+}
+
+#[tokio::test]
+async fn stage_compile() {
+    let rig = rig();
+    let garbage = b"\0asm this is not a component at all".to_vec();
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "junk", 1, &garbage), Slot::Matcher, "compile", "not a valid component").await;
+}
+
+#[tokio::test]
+async fn stage_imports() {
+    let rig = rig();
+    let bytes = guest_wasm("orgx-test-guest-sneaky");
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "sneaky", 1, &bytes), Slot::Matcher, "imports", "wasi:sockets").await;
+}
+
+#[tokio::test]
+async fn stage_instantiate() {
+    let rig = rig();
+    let bytes = guest_wasm("orgx-test-guest-greedy");
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "greedy", 1, &bytes), Slot::Matcher, "instantiate", "memory").await;
+}
+
+#[tokio::test]
+async fn stage_self_test() {
+    let rig = rig();
+    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &tagged(1, "tr")), Slot::MapperClaudeCode, "self_test", "trapped")
+        .await;
+}
+
+#[tokio::test]
+async fn accepted_components_survive_a_restart_and_corruption_is_skipped() {
+    let rig = rig();
+    for v in [1u32, 2] {
+        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok"))).await;
+        assert_eq!(ack.status, AckStatus::Activated);
+    }
+    let v2 = active_sha(&rig.registry, Slot::MapperClaudeCode);
+    drop(rig.registry);
+
+    // A restart (offline: no server involved) serves v2 again, from the verified cache.
+    let t = Instant::now();
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    eprintln!("reopen with a stored component: {:?}", t.elapsed());
+    assert_eq!(active_sha(&reopened, Slot::MapperClaudeCode), v2);
+    assert_eq!(reopened.snapshot().mapper.version, 2);
+    drop(reopened);
+
+    // v2's bytes rot on disk: it is skipped (logged), v1 serves; nothing crashes.
+    std::fs::write(rig.dir.path().join("components").join(format!("{v2}.wasm")), b"rotten").unwrap();
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    assert_eq!(reopened.snapshot().mapper.version, 1);
+    // The floor is kept: v2 cannot come back as a rollback target, v1 cannot be re-pushed.
+    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &tagged(7, "ok"))).await;
+    assert_eq!(ack.stage.as_deref(), Some("version"), "{ack:?}");
+    drop(reopened);
+
+    // A key that is no longer trusted: its components are not served after a restart.
+    let other = SecretKey::generate().unwrap();
+    let reopened = open(rig.dir.path(), &other, 16 << 20);
+    assert_eq!(reopened.snapshot().mapper.version, 0, "components signed by an untrusted key must not serve");
+}
+
+fn fault_report(registry: &Registry, faulted: bool) -> Option<PeerMessage> {
+    let snap = registry.snapshot();
+    let sha = snap.mapper.component.info.sha256.clone();
+    registry.on_run_report(&RunReport {
+        run_id: "r".into(),
+        served_by: snap.digests().iter().map(|d| d.to_string()).collect(),
+        faulted: faulted.then(|| (sha, "component `tagged` trapped in `map-line`".to_string())),
+    })
+}
+
+#[tokio::test]
+async fn a_component_that_keeps_faulting_is_quarantined_to_the_last_good_version() {
+    let rig = rig();
+    let good = tagged(1, "ok");
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &good)).await.0.status, AckStatus::Activated);
+    let bad = tagged(2, "qb");
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &bad)).await.0.status, AckStatus::Activated);
+
+    // Two faults, a clean run (the count is of consecutive faults), then three faults.
+    assert!(fault_report(&rig.registry, true).is_none());
+    assert!(fault_report(&rig.registry, true).is_none());
+    assert!(fault_report(&rig.registry, false).is_none());
+    assert!(fault_report(&rig.registry, true).is_none());
+    assert!(fault_report(&rig.registry, true).is_none());
+    let report = fault_report(&rig.registry, true).expect("quarantined on the third fault in a row");
+    let PeerMessage::ComponentQuarantined(q) = &report else { panic!("{report:?}") };
+    assert_eq!((q.component.version, q.faults, q.fallback.version), (2, 3, 1), "{q:?}");
+    assert_eq!(rig.registry.snapshot().mapper.version, 1);
+    assert!(report.to_json().starts_with(r#"{"kind":"component.quarantined""#));
+
+    // After a restart the quarantined version stays out of service.
+    drop(rig.registry);
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    assert_eq!(reopened.snapshot().mapper.version, 1);
+    assert_eq!(reopened.quarantined(), vec![hex::encode(Sha256::digest(&bad))]);
+    // The fix comes as a newer version.
+    assert_eq!(admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 3, &tagged(3, "ok"))).await.0.status, AckStatus::Activated);
+}
+
+#[tokio::test]
+async fn the_builtin_is_the_fallback_of_last_resort() {
+    let rig = rig();
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &tagged(1, "qb"))).await.0.status, AckStatus::Activated);
+    for _ in 0..2 {
+        assert!(fault_report(&rig.registry, true).is_none());
+    }
+    assert!(fault_report(&rig.registry, true).is_some());
+    let snap = rig.registry.snapshot();
+    assert_eq!((snap.mapper.version, snap.mapper.component.info.name.as_str()), (0, "claude-code"));
+}
+
+/// Envelopes written by `plugin sign` are what the registry reads from the local directory.
+#[test]
+fn local_components_need_a_signature_unless_in_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate().unwrap();
+    let store = Store::open(&dir.path().join("peer.redb")).unwrap();
+    let registry = Registry::open(Sandbox::new(Limits::default()).unwrap(), store.clone(), config(dir.path(), &key, 16 << 20)).unwrap();
+    let bytes = guest_wasm("orgx-matcher-template");
+    let refused = registry.admit_local("template", None, bytes.clone()).unwrap_err();
+    assert_eq!(refused.stage.as_str(), "signature");
+    let m = manifest(&key, Slot::Matcher, "template", 1, &bytes);
+    let env = Envelope { signature: key.sign(&m).unwrap(), manifest: m };
+    let ok = registry.admit_local("template", Some(env), bytes.clone()).unwrap();
+    assert_eq!((ok.slot, ok.version, ok.changed), (Slot::Matcher, 1, true));
+    drop(registry);
+
+    let mut cfg = config(dir.path(), &key, 16 << 20);
+    cfg.dev_unsigned_local = true;
+    let dev = Registry::open(Sandbox::new(Limits::default()).unwrap(), store, cfg).unwrap();
+    let unsigned = tagged(9, "ok");
+    let ok = dev.admit_local("tagged-dev", None, unsigned).unwrap();
+    assert_eq!(ok.slot, Slot::MapperClaudeCode);
+    let snap = dev.snapshot();
+    assert_eq!(serde_json::to_value(snap.mapper.origin).unwrap(), json!("dev-unsigned"));
+    assert_eq!(snap.matcher.version, 1, "the signed local matcher was restored");
+}
+
+/// Runs started from the registry's snapshot while versions are swapped underneath: every
+/// message of a run comes from the version it started with, in order, none lost or doubled.
+#[test]
+fn swaps_under_load_lose_nothing_and_mix_nothing() {
+    const LINES: usize = 400;
+    const WORKERS: usize = 3;
+    let rig = rig();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let push = |v: u32| rt.block_on(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok")))).0;
+    assert_eq!(push(1).status, AckStatus::Activated);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    let results: Vec<Vec<(u64, usize)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (registry, stop) = (&rig.registry, &stop);
+                s.spawn(move || {
+                    let mut runs = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs.is_empty() {
+                        n += 1;
+                        let snap = registry.snapshot();
+                        let version = snap.mapper.version;
+                        let run_id = format!("w{w}-r{n}");
+                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper.component, &snap.matcher.component, &[], Limits::default());
+                        for i in 0..LINES {
+                            out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
+                        }
+                        out.extend(run.on_line(br#"{"type":"result"}"#));
+                        check_run(&run_id, version, &out, LINES);
+                        runs.push((version, out.len()));
+                    }
+                    runs
+                })
+            })
+            .collect();
+        for v in 2..=6 {
+            std::thread::sleep(Duration::from_millis(150));
+            assert_eq!(push(v).status, AckStatus::Activated);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    let runs: Vec<(u64, usize)> = results.into_iter().flatten().collect();
+    let lines = runs.len() * (LINES + 1);
+    let mut versions: Vec<u64> = runs.iter().map(|r| r.0).collect();
+    versions.sort();
+    versions.dedup();
+    eprintln!("{} runs, {lines} lines in {elapsed:?} ({:.0} lines/s) across versions {versions:?}", runs.len(), lines as f64 / elapsed.as_secs_f64());
+    assert!(versions.len() >= 3, "the swaps should have landed between runs: {versions:?}");
+    assert!(lines as f64 / elapsed.as_secs_f64() > 1000.0, "the load should be thousands of lines per second");
+}
+
+/// One `task.started`, LINES steps all from `version` in order, one `task.completed`.
+fn check_run(run_id: &str, version: u64, out: &[PeerMessage], lines: usize) {
+    assert_eq!(out.len(), lines + 2, "{run_id}: message count");
+    assert!(matches!(out[0], PeerMessage::Started(_)), "{run_id}: first message");
+    assert!(matches!(out[lines + 1], PeerMessage::Completed(_)), "{run_id}: last message");
+    let prefix = format!("v{version:04} ");
+    for (i, m) in out[1..=lines].iter().enumerate() {
+        let PeerMessage::Step(s) = m else { panic!("{run_id}: message {i} is not a step: {m:?}") };
+        let want = format!("{prefix}{{\"seq\":{i}}}");
+        assert_eq!(s.step.summary, want, "{run_id}: step {i} (run started on version {version})");
+    }
+}
