@@ -289,6 +289,20 @@ async fn accepted_components_survive_a_restart_and_corruption_is_skipped() {
     assert_eq!(reopened.snapshot().mapper.version, 2);
     drop(reopened);
 
+    // Every compiled-code artifact damaged: they are recompiled from the verified bytes.
+    let cache = rig.dir.path().join("components").join("cache");
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&cache).unwrap().flatten() {
+        std::fs::write(entry.path(), b"not machine code").unwrap();
+        damaged += 1;
+    }
+    assert!(damaged >= 3, "built-ins and pushed versions are cached: {damaged}");
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    assert_eq!(active_sha(&reopened, Slot::MapperClaudeCode), v2);
+    let fresh = common::start_run("after-cache-damage", &reopened.snapshot().mapper.component, &reopened.snapshot().matcher.component, &[], Limits::default()).0.on_line(b"{\"seq\":0}");
+    assert!(matches!(fresh.as_slice(), [PeerMessage::Started(_), PeerMessage::Step(_)]), "{fresh:?}");
+    drop(reopened);
+
     // v2's bytes rot on disk: it is skipped (logged), v1 serves; nothing crashes.
     std::fs::write(rig.dir.path().join("components").join(format!("{v2}.wasm")), b"rotten").unwrap();
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);

@@ -102,6 +102,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     if cfg.dev_unsigned_local {
         tracing::warn!(dir = %cfg.components_dir.display(), "DEV MODE: unsigned components from the local directory will be admitted (ORGX_DEV_UNSIGNED_LOCAL)");
     }
+    if let Err(e) = std::fs::create_dir_all(&cfg.components_dir) {
+        tracing::warn!(dir = %cfg.components_dir.display(), "cannot create the local components directory: {e}");
+    }
     let mut local = LocalDir::new(cfg.components_dir.clone());
     {
         let registry = registry.clone();

@@ -71,9 +71,7 @@ impl BaseUrl {
         url.path_segments_mut().expect("http(s) URLs have a path").push(run_id).push("receipt");
         url
     }
-}
 
-impl BaseUrl {
     /// A component download URL from a `component.push`, accepted only on this base (same
     /// scheme, host and port, under the base path): the peer sends its API key with the
     /// download, so a push must not be able to point it anywhere else. `reference` is a path
