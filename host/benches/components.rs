@@ -1,7 +1,8 @@
 //! Figures, not pass/fail: `cargo bench --bench components` prints
 //! 1. push → active for the ~200 KB built-in mapper, signed as a pushed version: cold (the
-//!    first time: verify, compile, self-test, persist) and warm (the compiled code is in the
-//!    peer's verified cache: a re-push under a higher version, and a restart restoring it);
+//!    first time: verify, compile, self-test, persist) and warm (the same bytes again under a
+//!    higher version: compiled code from the peer's verified cache, self-test already passed
+//!    by those stored bytes; and a restart restoring every slot);
 //!    targets ≤ 250 ms cold and ≤ 5 ms warm;
 //! 2. the zero-loss swap under load: runs started from the live snapshot while versions are
 //!    swapped underneath, every message checked to come from the run's version, in order.
@@ -79,23 +80,39 @@ fn tagged(version: u32) -> Vec<u8> {
     bytes
 }
 
+/// The built-in mapper plus a custom section naming the round: the same code under a digest
+/// no cache has seen, so the first push of it really compiles.
+fn unique_mapper(round: usize) -> Vec<u8> {
+    let mut bytes = defaults::CLAUDE_CODE_MAPPER.to_vec();
+    let name = b"orgx-bench";
+    let payload = format!("round {round} {:?}", SystemTime::now());
+    let body_len = 1 + name.len() + payload.len();
+    assert!(body_len < 128 && name.len() < 128, "one-byte LEB128 lengths");
+    bytes.extend([0u8, body_len as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload.as_bytes());
+    bytes
+}
+
 fn push_to_active(rt: &tokio::runtime::Runtime, key: &SecretKey) {
-    let bytes = defaults::CLAUDE_CODE_MAPPER;
     let (mut cold, mut warm, mut restore) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    let mut size = 0;
+    for round in 0..ROUNDS {
+        let bytes = unique_mapper(round);
+        size = bytes.len();
         let dir = tempfile::tempdir().unwrap();
         let registry = open(dir.path(), key);
-        cold.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 1, bytes)));
-        warm.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 2, bytes)));
+        cold.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 1, &bytes)));
+        warm.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 2, &bytes)));
         drop(registry);
         let t = Instant::now();
         let registry = open(dir.path(), key);
         restore.push(t.elapsed());
         assert_eq!(registry.snapshot().mapper.version, 2);
     }
-    println!("push -> active, {} KB mapper ({ROUNDS} rounds, median)", bytes.len() / 1024);
+    println!("push -> active, {} KB mapper ({ROUNDS} rounds, median)", size / 1024);
     println!("  cold (verify + compile + self-test + persist)      {:>8.1} ms   target <= 250 ms", ms(median(cold)));
-    println!("  warm re-push (verify + cached code + self-test + persist) {:>6.1} ms   target <= 5 ms", ms(median(warm)));
+    println!("  warm re-push (verify + cached code + persist)       {:>8.1} ms   target <= 5 ms", ms(median(warm)));
     println!("  warm restart: every slot restored (verify + cached code, built-ins included) {:>6.1} ms", ms(median(restore)));
 }
 

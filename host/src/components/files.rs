@@ -38,12 +38,20 @@ impl ComponentFiles {
         self.dir.join(format!("{sha256}.sig.json"))
     }
 
+    /// Whether these exact bytes are stored (and still hash to their name): then they were
+    /// admitted before, self-test included.
+    pub fn has_intact(&self, sha256: &str) -> bool {
+        std::fs::read(self.wasm_path(sha256)).is_ok_and(|b| hex::encode(Sha256::digest(&b)) == sha256)
+    }
+
     /// Keep `bytes` and their signed manifest. The bytes go first: an envelope on disk
-    /// always has its component next to it.
+    /// always has its component next to it. Content-addressed bytes already stored intact
+    /// are not written again.
     pub fn put(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), String> {
         let sha = &envelope.manifest.sha256;
         let json = serde_json::to_vec_pretty(envelope).map_err(|e| e.to_string())?;
-        write_atomic(&self.wasm_path(sha), bytes)
+        let bytes_written = if self.has_intact(sha) { Ok(()) } else { write_atomic(&self.wasm_path(sha), bytes) };
+        bytes_written
             .and_then(|()| write_atomic(&self.sig_path(sha), &json))
             .map_err(|e| format!("cannot write component {sha} to `{}`: {e}", self.dir.display()))
     }
