@@ -49,14 +49,8 @@ fn rig() -> Rig {
     Rig { dir, key, registry }
 }
 
-/// The tagged test mapper with its tag set to `vNNNN` and `mode` (`ok`, `tr`, `qb`).
 fn tagged(version: u32, mode: &str) -> Vec<u8> {
-    let mut bytes = guest_wasm("orgx-test-guest-tagged");
-    let from = b"ORGX-TAG:v0001:ok.";
-    let to = format!("ORGX-TAG:v{version:04}:{mode}.");
-    let at = bytes.windows(from.len()).position(|w| w == from).expect("tag in the tagged guest");
-    bytes[at..at + from.len()].copy_from_slice(to.as_bytes());
-    bytes
+    common::tagged_guest(version, mode)
 }
 
 fn manifest(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes: &[u8]) -> Manifest {

@@ -522,15 +522,6 @@ fn status_json(peer: &Peer) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The tagged test mapper, patched to `vNNNN` (see tests/guests/tagged).
-fn tagged_mapper(version: u32) -> Vec<u8> {
-    let mut bytes = common::guest_wasm("orgx-test-guest-tagged");
-    let from = b"ORGX-TAG:v0001:ok.";
-    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-    bytes[at..at + from.len()].copy_from_slice(format!("ORGX-TAG:v{version:04}:ok.").as_bytes());
-    bytes
-}
-
 fn push_frame(key: &orgx_peer::trust::SecretKey, push_id: &str, version: u64, bytes: &[u8], url: Option<&str>) -> Value {
     use base64::Engine as _;
     use sha2::Digest;
@@ -577,7 +568,7 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     let first_fp = server.calls("/api/v1/licenses/heartbeat")[0].body["manifest_fingerprint"].clone();
 
     // Inline push: activated; the license heartbeat follows with a new fingerprint.
-    let v1 = tagged_mapper(1);
+    let v1 = common::tagged_guest(1, "ok");
     assert!(server.send_json(push_frame(&key, "push-1", 1, &v1, None)));
     let (ack, took) = until_ack(&server, "push-1").await;
     assert_eq!(ack["status"], "activated", "{ack}");
@@ -593,13 +584,13 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     assert!(!steps.is_empty() && steps.iter().all(|s| s.starts_with("v0001 ")), "{steps:?}");
 
     // A rollback is refused within a second, and v1 keeps serving.
-    assert!(server.send_json(push_frame(&key, "push-old", 1, &tagged_mapper(9), None)));
+    assert!(server.send_json(push_frame(&key, "push-old", 1, &common::tagged_guest(9, "ok"), None)));
     let (ack, took) = until_ack(&server, "push-old").await;
     assert_eq!((ack["status"].as_str(), ack["stage"].as_str()), (Some("rejected"), Some("version")), "{ack}");
     assert!(took < Duration::from_secs(1), "rejection acknowledged after {took:?}");
 
     // By URL on the same base, fetched with the peer's credentials.
-    let v2 = tagged_mapper(2);
+    let v2 = common::tagged_guest(2, "ok");
     server.serve_bytes("/api/v1/components/v2.wasm", v2.clone());
     assert!(server.send_json(push_frame(&key, "push-2", 2, &v2, Some("/api/v1/components/v2.wasm"))));
     let (ack, _) = until_ack(&server, "push-2").await;
@@ -682,4 +673,59 @@ async fn a_signed_matcher_dropped_into_the_plugins_dir_serves_new_runs() {
     assert_eq!(deviations.len(), 1, "{deviations:?}");
     assert_eq!(deviations[0]["skill_id"], "no-dotenv-edits");
     assert_eq!(deviations[0]["dedupe_key"], "no-dotenv-edits:no-dotenv-edits:run-env");
+}
+
+/// The live path under swaps: runs dispatched between pushes each keep the version they were
+/// dispatched with, and every one of their lines arrives once, in order, from that version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_runs_keep_their_version_across_swaps_and_lose_nothing() {
+    const LINES: usize = 1500;
+    let server = FakeOrgx::start(KEY, json!({ "skills": [] })).await;
+    let key = orgx_peer::trust::SecretKey::generate().unwrap();
+    let trusted = key.public().to_text();
+    let work = tempfile::tempdir().unwrap();
+    let t_path = work.path().join("load.ndjson");
+    let mut body: String = (0..LINES).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    body.push_str("{\"type\":\"result\"}\n");
+    std::fs::write(&t_path, body).unwrap();
+    let env = [
+        ("FAKE_CLAUDE_MODE", "replay"),
+        ("FAKE_CLAUDE_TRANSCRIPT", t_path.to_str().unwrap()),
+        ("ORGX_TRUSTED_KEYS", trusted.as_str()),
+        ("ORGX_MAX_CONCURRENT_RUNS", "8"),
+    ];
+    let _peer = Peer::start(&server, &env);
+    connected(&server).await;
+    assert!(server.send_json(push_frame(&key, "p1", 1, &common::tagged_guest(1, "ok"), None)));
+    assert_eq!(until_ack(&server, "p1").await.0["status"], "activated");
+
+    let repo = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut runs = Vec::new();
+    for v in 2..=4u32 {
+        for n in 0..2 {
+            let run_id = format!("load-v{}-{n}", v - 1);
+            assert!(server.send_json(dispatch(&run_id, &run_id, repo.path(), None)));
+            runs.push((run_id, v - 1));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let push_id = format!("p{v}");
+        assert!(server.send_json(push_frame(&key, &push_id, v as u64, &common::tagged_guest(v, "ok"), None)));
+        assert_eq!(until_ack(&server, &push_id).await.0["status"], "activated");
+    }
+    for (run_id, _) in &runs {
+        until_terminal(&server, run_id).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    for (run_id, version) in &runs {
+        let frames = server.frames_for(run_id);
+        assert_eq!(frames.len(), LINES + 2, "{run_id}: every line once, plus started and completed");
+        assert_eq!(frames[0]["kind"], "task.started", "{run_id}");
+        assert_eq!(frames[LINES + 1]["kind"], "task.completed", "{run_id}");
+        for (i, f) in frames[1..=LINES].iter().enumerate() {
+            assert_eq!(f["step"]["summary"], format!("v{version:04} {{\"seq\":{i}}}"), "{run_id}: message {i}");
+        }
+    }
+    let lines = runs.len() * (LINES + 1);
+    eprintln!("live: {} runs, {lines} lines in {secs:.2} s ({:.0} lines/s) across 3 swaps", runs.len(), lines as f64 / secs);
 }

@@ -17,6 +17,17 @@ pub fn guest_wasm(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("guest component {} missing ({e}); the build script builds it", path.display()))
 }
 
+/// The tagged test mapper (`tests/guests/tagged`) with its tag patched to `vNNNN` and `mode`
+/// (`ok` behaves, `tr` traps on every line, `qb` traps on lines containing `boom`): distinct,
+/// validly built versions without rebuilding.
+pub fn tagged_guest(version: u32, mode: &str) -> Vec<u8> {
+    let mut bytes = guest_wasm("orgx-test-guest-tagged");
+    let from = b"ORGX-TAG:v0001:ok.";
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("tag in the tagged guest");
+    bytes[at..at + from.len()].copy_from_slice(format!("ORGX-TAG:v{version:04}:{mode}.").as_bytes());
+    bytes
+}
+
 /// `shared/transcripts/`, which sits beside the project root.
 pub fn transcripts_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/transcripts");
