@@ -458,3 +458,19 @@ fn check_run(run_id: &str, version: u64, out: &[PeerMessage], lines: usize) {
         assert_eq!(s.step.summary, want, "{run_id}: step {i} (run started on version {version})");
     }
 }
+
+#[tokio::test]
+async fn a_lost_slot_record_is_rebuilt_and_the_floor_survives() {
+    let rig = rig();
+    for v in [3u32, 4] {
+        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok"))).await;
+        assert_eq!(ack.status, AckStatus::Activated);
+    }
+    drop(rig.registry);
+    // The peer's store is lost (deleted); the content-addressed components remain.
+    std::fs::remove_file(rig.dir.path().join("peer.redb")).unwrap();
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    assert_eq!(reopened.snapshot().mapper.version, 4, "the newest stored version serves again");
+    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &tagged(2, "ok"))).await;
+    assert_eq!(ack.stage.as_deref(), Some("version"), "a rollback stays refused: {ack:?}");
+}

@@ -56,6 +56,16 @@ impl ComponentFiles {
             .map_err(|e| format!("cannot write component {sha} to `{}`: {e}", self.dir.display()))
     }
 
+    /// Every stored signed manifest (unverified): what a lost slot record is rebuilt from.
+    pub fn manifests(&self) -> Vec<Envelope> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".sig.json"))
+            .filter_map(|e| serde_json::from_slice::<Envelope>(&std::fs::read(e.path()).ok()?).ok())
+            .collect()
+    }
+
     /// Read an entry back; the digest of the bytes must still be the name it is stored under.
     pub fn get(&self, sha256: &str) -> Result<StoredEntry, String> {
         let valid_name = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));

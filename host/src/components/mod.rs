@@ -41,6 +41,18 @@ pub enum Origin {
     DevUnsigned,
 }
 
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::BuiltIn => "built-in",
+            Origin::File => "file",
+            Origin::Pushed => "pushed",
+            Origin::Local => "local",
+            Origin::DevUnsigned => "dev-unsigned",
+        }
+    }
+}
+
 /// One slot's component and what is known of it beyond its bytes.
 #[derive(Clone)]
 pub struct Serving {

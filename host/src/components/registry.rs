@@ -102,6 +102,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A slot record recovered from the signed manifests on disk, oldest version first.
+fn rebuilt(slot: Slot, stored: &[Envelope]) -> SlotRecord {
+    let mut history: Vec<HistoryEntry> = stored
+        .iter()
+        .filter(|e| e.manifest.slot == slot)
+        .map(|e| HistoryEntry { sha256: e.manifest.sha256.clone(), version: e.manifest.version, origin: Origin::Pushed })
+        .collect();
+    history.sort_by_key(|h| h.version);
+    let excess = history.len().saturating_sub(HISTORY);
+    history.drain(..excess);
+    SlotRecord { floor: history.last().map_or(0, |h| h.version), history }
+}
+
 impl Registry {
     /// The built-ins, then each slot's newest stored component that still verifies: the
     /// peer serves what it last accepted before it talks to anyone.
@@ -119,14 +132,19 @@ impl Registry {
         let (active, _) = watch::channel(initial);
         let registry = Registry { sandbox, store, files, cache, cfg, builtins, active, state: Mutex::default(), admitting: Mutex::default() };
         let mut state = State::default();
+        let stored = registry.files.manifests();
         for slot in Slot::ALL {
-            let record = match registry.store.get(&slot_key(slot))? {
+            let mut record = match registry.store.get(&slot_key(slot))? {
                 Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                    tracing::error!(slot = %slot, "the slot's record is corrupt ({e}); serving the built-in component");
-                    SlotRecord::default()
+                    tracing::error!(slot = %slot, "the slot's record is corrupt ({e}); rebuilding it from the stored components");
+                    rebuilt(slot, &stored)
                 }),
-                None => SlotRecord::default(),
+                None => rebuilt(slot, &stored),
             };
+            // The floor never drops below a version this peer stored, even if its record was
+            // lost: losing the store must not reopen the door to a rollback.
+            let stored_max = stored.iter().filter(|e| e.manifest.slot == slot).map(|e| e.manifest.version).max().unwrap_or(0);
+            record.floor = record.floor.max(stored_max);
             let serving = registry.newest_good(slot, &record, None);
             registry.active.send_modify(|a| a.set(slot, serving));
             state.slots.insert(slot, record);
@@ -135,7 +153,7 @@ impl Registry {
         for slot in Slot::ALL {
             let a = registry.active.borrow();
             let s = a.get(slot);
-            tracing::info!(slot = %slot, name = %s.component.info.name, version = s.version, origin = ?s.origin, "component serving");
+            tracing::info!(slot = %slot, name = %s.component.info.name, version = s.version, origin = s.origin.as_str(), "component serving");
         }
         Ok(registry)
     }

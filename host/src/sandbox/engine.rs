@@ -38,6 +38,11 @@ impl SandboxEngine {
             .cranelift_opt_level(OptLevel::Speed)
             // A guest that recurses without bound traps here instead of eating the host stack.
             .max_wasm_stack(1 << 20);
+        // For authors profiling a component with `perf`: JIT code gets names in
+        // /tmp/perf-<pid>.map. Off by default; it changes nothing a component can do.
+        if std::env::var_os("ORGX_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the WebAssembly engine: {e:#}"))?;
         let weak = engine.weak();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
