@@ -84,36 +84,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     let limits = Limits::default();
     let sandbox = Sandbox::new(limits)?;
     // Components first: the last accepted version of each slot serves before any socket.
-    let registry = Arc::new(Registry::open(
-        sandbox,
-        store.clone(),
-        RegistryConfig {
-            data_dir: cfg.data_dir.clone(),
-            trusted: cfg.trusted_keys.clone(),
-            max_component_bytes: cfg.max_component_bytes,
-            dev_unsigned_local: cfg.dev_unsigned_local,
-        },
-    )?);
-    if cfg.trusted_keys.is_empty() {
-        tracing::info!("no trusted component keys configured (ORGX_TRUSTED_KEYS_FILE): pushed and local signed components will be refused");
-    } else {
-        tracing::info!(keys = ?cfg.trusted_keys.ids(), "trusted component-signing keys");
-    }
-    if cfg.dev_unsigned_local {
-        tracing::warn!(dir = %cfg.components_dir.display(), "DEV MODE: unsigned components from the local directory will be admitted (ORGX_DEV_UNSIGNED_LOCAL)");
-    }
-    if let Err(e) = std::fs::create_dir_all(&cfg.components_dir) {
-        tracing::warn!(dir = %cfg.components_dir.display(), "cannot create the local components directory: {e}");
-    }
-    let mut local = LocalDir::new(cfg.components_dir.clone());
-    {
-        let registry = registry.clone();
-        local = tokio::task::spawn_blocking(move || {
-            local.scan(&registry);
-            local
-        })
-        .await?;
-    }
+    let (registry, local) = open_components(&cfg, &store, sandbox).await?;
     let components_rx = registry.subscribe();
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<RunReport>();
     let cached_rules = store.get(RULES_KEY)?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
@@ -297,6 +268,39 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     }
     tracing::info!("orgx-peer stopped");
     Ok(exit)
+}
+
+/// The registry (stored components restored) and the local directory, scanned once.
+async fn open_components(cfg: &DaemonConfig, store: &Store, sandbox: Sandbox) -> anyhow::Result<(Arc<Registry>, LocalDir)> {
+    let registry = Arc::new(Registry::open(
+        sandbox,
+        store.clone(),
+        RegistryConfig {
+            data_dir: cfg.data_dir.clone(),
+            trusted: cfg.trusted_keys.clone(),
+            max_component_bytes: cfg.max_component_bytes,
+            dev_unsigned_local: cfg.dev_unsigned_local,
+        },
+    )?);
+    if cfg.trusted_keys.is_empty() {
+        tracing::info!("no trusted component keys configured (ORGX_TRUSTED_KEYS_FILE): pushed and local signed components will be refused");
+    } else {
+        tracing::info!(keys = ?cfg.trusted_keys.ids(), "trusted component-signing keys");
+    }
+    if cfg.dev_unsigned_local {
+        tracing::warn!(dir = %cfg.components_dir.display(), "DEV MODE: unsigned components from the local directory will be admitted (ORGX_DEV_UNSIGNED_LOCAL)");
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.components_dir) {
+        tracing::warn!(dir = %cfg.components_dir.display(), "cannot create the local components directory: {e}");
+    }
+    let mut local = LocalDir::new(cfg.components_dir.clone());
+    let scanning = registry.clone();
+    let local = tokio::task::spawn_blocking(move || {
+        local.scan(&scanning);
+        local
+    })
+    .await?;
+    Ok((registry, local))
 }
 
 fn link_text(s: &LinkState) -> String {
