@@ -507,6 +507,13 @@ fn detect_and_missing_settings() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ORGX_RUNNER_INSTANCE_ID") && !err.contains(KEY), "{err}");
+
+    for (var, value) in [("ORGX_TRUSTED_KEYS", "ed25519:not-a-key"), ("ORGX_TRUSTED_KEYS_FILE", "/nonexistent/keys.pub")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).arg("start").env(var, value).env("ORGX_API_KEY", KEY).env("ORGX_WORKSPACE_ID", "w").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var) && !err.contains(KEY), "{err}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -113,13 +113,7 @@ impl StartArgs {
             Some(d) => d,
             None => default_data_dir().ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
         };
-        let mut trusted = match &self.trusted_keys_file {
-            Some(path) => TrustedKeys::from_file(path).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS_FILE: {e}")))?,
-            None => TrustedKeys::default(),
-        };
-        if let Some(inline) = self.trusted_keys.as_deref().filter(|s| !s.trim().is_empty()) {
-            trusted.merge(TrustedKeys::parse(inline).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS: {e}")))?);
-        }
+        let trusted = TrustedKeys::from_settings(self.trusted_keys_file.as_deref(), self.trusted_keys.as_deref()).map_err(ConfigError)?;
         let components_dir = self.components_dir.clone().unwrap_or_else(|| data_dir.join("plugins"));
         if self.max_concurrent_runs == 0 {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));

@@ -273,13 +273,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Verify { component, trusted_keys_file, trusted_keys } => {
-            let mut trusted = match &trusted_keys_file {
-                Some(f) => TrustedKeys::from_file(f).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS_FILE: {e}")))?,
-                None => TrustedKeys::default(),
-            };
-            if let Some(inline) = trusted_keys.as_deref().filter(|s| !s.trim().is_empty()) {
-                trusted.merge(TrustedKeys::parse(inline).map_err(|e| ConfigError(format!("ORGX_TRUSTED_KEYS: {e}")))?);
-            }
+            let trusted = TrustedKeys::from_settings(trusted_keys_file.as_deref(), trusted_keys.as_deref()).map_err(ConfigError)?;
             if trusted.is_empty() {
                 return Err(ConfigError("no trusted keys: pass --trusted-keys-file (or set ORGX_TRUSTED_KEYS_FILE)".into()).into());
             }

@@ -132,6 +132,19 @@ impl TrustedKeys {
         TrustedKeys::parse(&text).map_err(|e| format!("trusted keys file `{}`: {e}", path.display()))
     }
 
+    /// The keys of `ORGX_TRUSTED_KEYS_FILE` plus those of `ORGX_TRUSTED_KEYS`; an error names
+    /// the setting at fault.
+    pub fn from_settings(file: Option<&Path>, inline: Option<&str>) -> Result<TrustedKeys, String> {
+        let mut keys = match file {
+            Some(path) => TrustedKeys::from_file(path).map_err(|e| format!("ORGX_TRUSTED_KEYS_FILE: {e}"))?,
+            None => TrustedKeys::default(),
+        };
+        if let Some(inline) = inline.filter(|s| !s.trim().is_empty()) {
+            keys.merge(TrustedKeys::parse(inline).map_err(|e| format!("ORGX_TRUSTED_KEYS: {e}"))?);
+        }
+        Ok(keys)
+    }
+
     pub fn merge(&mut self, other: TrustedKeys) {
         self.0.extend(other.0);
     }
