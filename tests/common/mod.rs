@@ -2,6 +2,8 @@
 //! transcripts are, and how to start a run's pipeline over them.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 

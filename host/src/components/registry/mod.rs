@@ -6,7 +6,8 @@
 //! are serialized (one at a time, each re-checking the version floor under the lock), but the
 //! manifest-only checks run before waiting for that lock, so a bad push is refused at once
 //! even while another component compiles. A swap publishes a new snapshot; runs that started
-//! before it keep the snapshot they took.
+//! before it keep the snapshot they took. `restore` brings stored components back (boot,
+//! fallback, lost records); `quarantine` takes faulting ones out of service.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,9 +18,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::admission::{self, Precheck, Rejection, SlotView, Stage};
-use super::files::ComponentFiles;
-use super::{builtin, selftest, slot_world, world_slot, ActiveComponents, Origin, RunReport, Serving};
+use crate::components::admission::{self, Precheck, Rejection, SlotView, Stage};
+use crate::components::files::ComponentFiles;
+use crate::components::{builtin, selftest, slot_world, world_slot, ActiveComponents, Origin, Serving};
 use crate::gateway::frames::ComponentPush;
 use crate::http::Api;
 use crate::protocol::{self as p, PeerMessage};
@@ -28,6 +29,11 @@ use crate::store::Store;
 use crate::trust::{Envelope, Manifest, Slot, TrustedKeys};
 
 /// Default for `ORGX_MAX_COMPONENT_BYTES`.
+mod quarantine;
+mod restore;
+
+use restore::rebuilt;
+
 pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 16 << 20;
 /// Consecutive faulting runs after which a component is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
@@ -102,19 +108,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A slot record recovered from the signed manifests on disk, oldest version first.
-fn rebuilt(slot: Slot, stored: &[Envelope]) -> SlotRecord {
-    let mut history: Vec<HistoryEntry> = stored
-        .iter()
-        .filter(|e| e.manifest.slot == slot)
-        .map(|e| HistoryEntry { sha256: e.manifest.sha256.clone(), version: e.manifest.version, origin: Origin::Pushed })
-        .collect();
-    history.sort_by_key(|h| h.version);
-    let excess = history.len().saturating_sub(HISTORY);
-    history.drain(..excess);
-    SlotRecord { floor: history.last().map_or(0, |h| h.version), history }
-}
-
 impl Registry {
     /// The built-ins, then each slot's newest stored component that still verifies: the
     /// peer serves what it last accepted before it talks to anyone.
@@ -172,37 +165,6 @@ impl Registry {
 
     pub fn quarantined(&self) -> Vec<String> {
         self.store.scan_prefix("components/quarantine/").map(|v| v.into_iter().map(|(k, _)| k["components/quarantine/".len()..].to_string()).collect()).unwrap_or_default()
-    }
-
-    /// The newest entry of `record` that is not quarantined, not `except`, and re-verifies;
-    /// else the built-in component.
-    fn newest_good(&self, slot: Slot, record: &SlotRecord, except: Option<&str>) -> Serving {
-        for entry in record.history.iter().rev() {
-            if Some(entry.sha256.as_str()) == except || self.is_quarantined(&entry.sha256) {
-                continue;
-            }
-            match self.reload(slot, entry) {
-                Ok(serving) => return serving,
-                Err(e) => tracing::error!(slot = %slot, sha256 = %entry.sha256, "stored component skipped: {e}"),
-            }
-        }
-        Serving::builtin(self.builtins[&slot].clone())
-    }
-
-    /// A stored component, with every check repeated against today's trusted keys.
-    fn reload(&self, slot: Slot, entry: &HistoryEntry) -> Result<Serving, String> {
-        let stored = self.files.get(&entry.sha256)?;
-        let m = &stored.envelope.manifest;
-        if m.slot != slot || m.version != entry.version {
-            return Err(format!("its manifest says {} v{}, the slot record says {slot} v{}", m.slot, m.version, entry.version));
-        }
-        let key_id = self.cfg.trusted.verify(m, &stored.envelope.signature).map_err(|e| format!("signature: {e}"))?;
-        admission::check_bytes(Some(m), &stored.bytes, self.cfg.max_component_bytes).map_err(|r| r.to_string())?;
-        let (component, _) = self.sandbox.load_cached(&m.name, &stored.bytes, &self.cache).map_err(|e| e.to_string())?;
-        if component.world() != slot_world(slot) {
-            return Err(format!("it implements `{}`, not the slot's world", component.world().wit_name()));
-        }
-        Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
     }
 
     fn is_quarantined(&self, sha256: &str) -> bool {
@@ -359,60 +321,5 @@ impl Registry {
         let admitted = Admitted { slot, name: name.to_string(), version, sha256, cached: code == CodeSource::Cached, changed: true };
         self.active.send_modify(|a| a.set(slot, Serving { component, version, origin, key_id }));
         Ok(admitted)
-    }
-
-    /// Count a finished run; quarantine a component after [`QUARANTINE_AFTER`] consecutive
-    /// faulting runs. Returns the message that tells the server.
-    pub fn on_run_report(&self, report: &RunReport) -> Option<PeerMessage> {
-        let mut to_quarantine = None;
-        {
-            let mut state = lock(&self.state);
-            for sha in &report.served_by {
-                match &report.faulted {
-                    Some((faulted, reason)) if faulted == sha => {
-                        let n = state.faults.entry(sha.clone()).or_insert(0);
-                        *n += 1;
-                        if *n >= QUARANTINE_AFTER {
-                            to_quarantine = Some((sha.clone(), *n, reason.clone()));
-                        }
-                    }
-                    _ => {
-                        state.faults.remove(sha);
-                    }
-                }
-            }
-        }
-        let (sha, faults, reason) = to_quarantine?;
-        self.quarantine(&sha, faults, &reason)
-    }
-
-    fn quarantine(&self, sha256: &str, faults: u32, reason: &str) -> Option<PeerMessage> {
-        let _one_at_a_time = lock(&self.admitting);
-        let slot = Slot::ALL.into_iter().find(|s| self.active.borrow().get(*s).component.info.sha256 == sha256)?;
-        let current = self.active.borrow().get(slot).clone();
-        if current.origin == Origin::BuiltIn {
-            tracing::error!(slot = %slot, "the built-in component keeps faulting ({faults} runs in a row); there is nothing to fall back to: {reason}");
-            return None;
-        }
-        if let Err(e) = self.store.put(&quarantine_key(sha256), reason.as_bytes()) {
-            tracing::error!(sha256, "cannot record the quarantine: {e}");
-        }
-        let record = lock(&self.state).slots.get(&slot).cloned().unwrap_or_default();
-        let fallback = self.newest_good(slot, &record, Some(sha256));
-        lock(&self.state).faults.remove(sha256);
-        let to_ref = |s: &Serving| p::ComponentRef {
-            slot: slot.to_string(),
-            name: s.component.info.name.clone(),
-            version: s.version,
-            sha256: s.component.info.sha256.clone(),
-        };
-        let message = p::ComponentQuarantined { component: to_ref(&current), faults, reason: reason.to_string(), fallback: to_ref(&fallback) };
-        tracing::error!(
-            slot = %slot, name = %current.component.info.name, version = current.version,
-            fallback = %fallback.component.info.name, fallback_version = fallback.version,
-            "component QUARANTINED after {faults} faulting runs in a row; new runs use the fallback: {reason}"
-        );
-        self.active.send_modify(|a| a.set(slot, fallback));
-        Some(PeerMessage::ComponentQuarantined(message))
     }
 }

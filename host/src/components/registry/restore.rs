@@ -1,0 +1,57 @@
+//! Bringing stored components back: at boot, after a quarantine, after a lost record.
+//!
+//! Nothing on disk is trusted because it is on disk: each stored component is re-verified
+//! against *today's* trusted keys, its digest, the size limit and the slot's world before it
+//! may serve, and whatever fails is logged and skipped for the next older one, down to the
+//! built-in. The version floor is rebuilt from the signed manifests if the record is gone.
+
+use super::{HistoryEntry, Registry, SlotRecord, HISTORY};
+use crate::components::{admission, slot_world, Origin, Serving};
+use crate::trust::{Envelope, Slot};
+
+/// A slot record recovered from the signed manifests on disk, oldest version first.
+pub(super) fn rebuilt(slot: Slot, stored: &[Envelope]) -> SlotRecord {
+    let mut history: Vec<HistoryEntry> = stored
+        .iter()
+        .filter(|e| e.manifest.slot == slot)
+        .map(|e| HistoryEntry { sha256: e.manifest.sha256.clone(), version: e.manifest.version, origin: Origin::Pushed })
+        .collect();
+    history.sort_by_key(|h| h.version);
+    let excess = history.len().saturating_sub(HISTORY);
+    history.drain(..excess);
+    SlotRecord { floor: history.last().map_or(0, |h| h.version), history }
+}
+
+impl Registry {
+    /// The newest entry of `record` that is not quarantined, not `except`, and re-verifies;
+    /// else the built-in component.
+    pub(super) fn newest_good(&self, slot: Slot, record: &SlotRecord, except: Option<&str>) -> Serving {
+        for entry in record.history.iter().rev() {
+            if Some(entry.sha256.as_str()) == except || self.is_quarantined(&entry.sha256) {
+                continue;
+            }
+            match self.reload(slot, entry) {
+                Ok(serving) => return serving,
+                Err(e) => tracing::error!(slot = %slot, sha256 = %entry.sha256, "stored component skipped: {e}"),
+            }
+        }
+        Serving::builtin(self.builtins[&slot].clone())
+    }
+
+    /// A stored component, with every check repeated against today's trusted keys.
+    fn reload(&self, slot: Slot, entry: &HistoryEntry) -> Result<Serving, String> {
+        let stored = self.files.get(&entry.sha256)?;
+        let m = &stored.envelope.manifest;
+        if m.slot != slot || m.version != entry.version {
+            return Err(format!("its manifest says {} v{}, the slot record says {slot} v{}", m.slot, m.version, entry.version));
+        }
+        let key_id = self.cfg.trusted.verify(m, &stored.envelope.signature).map_err(|e| format!("signature: {e}"))?;
+        admission::check_bytes(Some(m), &stored.bytes, self.cfg.max_component_bytes).map_err(|r| r.to_string())?;
+        let (component, _) = self.sandbox.load_cached(&m.name, &stored.bytes, &self.cache).map_err(|e| e.to_string())?;
+        if component.world() != slot_world(slot) {
+            return Err(format!("it implements `{}`, not the slot's world", component.world().wit_name()));
+        }
+        Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
+    }
+
+}
