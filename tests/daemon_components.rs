@@ -229,3 +229,39 @@ async fn live_runs_keep_their_version_across_swaps_and_lose_nothing() {
     let lines = runs.len() * (LINES + 1);
     eprintln!("live: {} runs, {lines} lines in {secs:.2} s ({:.0} lines/s) across 3 swaps", runs.len(), lines as f64 / secs);
 }
+
+/// A pushed mapper that faults in three runs in a row is quarantined: the server is told,
+/// and the next run is mapped by the fallback (here the built-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulting_pushed_mapper_is_quarantined_and_reported() {
+    let server = FakeOrgx::start(KEY, json!({ "skills": [] })).await;
+    let key = orgx_peer::trust::SecretKey::generate().unwrap();
+    let trusted = key.public().to_text();
+    let work = tempfile::tempdir().unwrap();
+    let t_path = work.path().join("boom.ndjson");
+    std::fs::write(&t_path, "{\"seq\":0}\nboom\n{\"type\":\"result\"}\n").unwrap();
+    let env = [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t_path.to_str().unwrap()), ("ORGX_TRUSTED_KEYS", trusted.as_str())];
+    let peer = Peer::start(&server, &env);
+    connected(&server).await;
+    let bad = common::tagged_guest(1, "qb");
+    assert!(server.send_json(push_frame(&key, "p-bad", 1, &bad, None)));
+    assert_eq!(until_ack(&server, "p-bad").await.0["status"], "activated", "it passes the self-test");
+
+    let repo = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        let run_id = format!("boom-{n}");
+        assert!(server.send_json(dispatch(&run_id, &run_id, repo.path(), None)));
+        let end = until_terminal(&server, &run_id).await;
+        assert_eq!(end["kind"], "task.failed", "{end}");
+        assert!(end["reason"].as_str().unwrap().contains("tagged@sha256:"), "{end}");
+    }
+    server
+        .wait_until("component.quarantined", WAIT, |s| s.frames().iter().any(|(_, f)| f["kind"] == "component.quarantined"))
+        .await;
+    let q = server.frames().into_iter().map(|(_, f)| f).find(|f| f["kind"] == "component.quarantined").unwrap();
+    assert_eq!((q["slot"].as_str(), q["version"].as_u64(), q["faults"].as_u64()), (Some("mapper:claude_code"), Some(1), Some(3)), "{q}");
+    assert_eq!((q["fallback"]["name"].as_str(), q["fallback"]["version"].as_u64()), (Some("claude-code"), Some(0)), "{q}");
+    let status = status_json(&peer);
+    assert_eq!(status["components"][0]["origin"], "built-in", "{status}");
+    assert_eq!(status["quarantined"].as_array().map(Vec::len), Some(1), "{status}");
+}
