@@ -44,13 +44,16 @@ impl ComponentFiles {
         std::fs::read(self.wasm_path(sha256)).is_ok_and(|b| hex::encode(Sha256::digest(&b)) == sha256)
     }
 
-    /// Keep `bytes` and their signed manifest. The bytes go first: an envelope on disk
-    /// always has its component next to it. Content-addressed bytes already stored intact
-    /// are not written again.
-    pub fn put(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), String> {
+    /// Keep a component's signed manifest and, unless they are already stored intact
+    /// (`bytes` is `None`), its bytes. The bytes go first: an envelope on disk always has its
+    /// component next to it.
+    pub fn put(&self, envelope: &Envelope, bytes: Option<&[u8]>) -> Result<(), String> {
         let sha = &envelope.manifest.sha256;
         let json = serde_json::to_vec_pretty(envelope).map_err(|e| e.to_string())?;
-        let bytes_written = if self.has_intact(sha) { Ok(()) } else { write_atomic(&self.wasm_path(sha), bytes) };
+        let bytes_written = match bytes {
+            Some(bytes) => write_atomic(&self.wasm_path(sha), bytes),
+            None => Ok(()),
+        };
         bytes_written
             .and_then(|()| write_atomic(&self.sig_path(sha), &json))
             .map_err(|e| format!("cannot write component {sha} to `{}`: {e}", self.dir.display()))
@@ -115,7 +118,7 @@ mod tests {
         let bytes = b"\0asm component bytes".to_vec();
         let env = envelope(&bytes);
         let sha = env.manifest.sha256.clone();
-        files.put(&env, &bytes).unwrap();
+        files.put(&env, Some(&bytes)).unwrap();
         let back = files.get(&sha).unwrap();
         assert_eq!(back.bytes, bytes);
         assert_eq!(back.envelope, env);
@@ -126,7 +129,7 @@ mod tests {
             ("missing bytes", &|d| std::fs::remove_file(d.join(format!("{sha}.wasm"))).unwrap(), "cannot read stored component"),
         ];
         for (what, damage, want) in table {
-            files.put(&env, &bytes).unwrap();
+            files.put(&env, Some(&bytes)).unwrap();
             damage(files.dir());
             let err = files.get(&sha).err().unwrap_or_else(|| panic!("{what}: accepted"));
             assert!(err.contains(want), "{what}: {err}");

@@ -138,7 +138,7 @@ pub fn world_slot(world: World) -> Slot {
 }
 
 /// The name and bytes of a slot's built-in component.
-pub fn builtin_bytes(slot: Slot) -> (&'static str, &'static [u8]) {
+fn builtin_bytes(slot: Slot) -> (&'static str, &'static [u8]) {
     match slot {
         Slot::MapperClaudeCode => (defaults::CLAUDE_CODE_MAPPER_NAME, defaults::CLAUDE_CODE_MAPPER),
         Slot::Matcher => (defaults::SKILL_RULES_MATCHER_NAME, defaults::SKILL_RULES_MATCHER),
@@ -158,7 +158,7 @@ pub fn builtin(sandbox: &Sandbox, slot: Slot, cache: Option<&CodeCache>) -> anyh
 }
 
 /// A component file for `world`, named after its file stem.
-pub fn load_file(sandbox: &Sandbox, world: World, path: &Path) -> anyhow::Result<LoadedComponent> {
+fn load_file(sandbox: &Sandbox, world: World, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component file `{}`", path.display()))?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "component".into());
     let loaded = sandbox.load(&name, &bytes)?;

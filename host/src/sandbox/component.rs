@@ -116,7 +116,11 @@ impl LoadedComponent {
 
 /// Compile `bytes` and read what an auditor needs; no policy is enforced yet.
 pub fn inspect(engine: &wasmtime::Engine, name: &str, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
+    compile(engine, name, hex::encode(Sha256::digest(bytes)), bytes)
+}
+
+/// `inspect` for bytes whose digest the caller just computed from them.
+pub fn compile(engine: &wasmtime::Engine, name: &str, sha256: String, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
     let component = Component::new(engine, bytes).map_err(|e| LoadError {
         component: format!("{name}@sha256:{}", &sha256[..12]),
         stage: LoadStage::Compile,

@@ -62,7 +62,7 @@ impl Sandbox {
             let info = component::describe(engine, name, sha256, bytes.len(), &compiled);
             return component::admit(&self.engine, &self.linker, compiled, info).map(|c| (c, CodeSource::Cached));
         }
-        let (compiled, info) = component::inspect(engine, name, bytes)?;
+        let (compiled, info) = component::compile(engine, name, sha256, bytes)?;
         let loaded = component::admit(&self.engine, &self.linker, compiled.clone(), info)?;
         cache.put(engine, &loaded.info.sha256, &compiled);
         Ok((loaded, CodeSource::Compiled))

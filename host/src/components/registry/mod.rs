@@ -57,6 +57,18 @@ struct SlotRecord {
     history: Vec<HistoryEntry>,
 }
 
+impl SlotRecord {
+    /// `entry` becomes the newest version; the floor rises to it; the oldest beyond
+    /// [`HISTORY`] are forgotten.
+    fn remember(&mut self, entry: HistoryEntry) {
+        self.floor = self.floor.max(entry.version);
+        self.history.retain(|h| h.sha256 != entry.sha256);
+        self.history.push(entry);
+        let excess = self.history.len().saturating_sub(HISTORY);
+        self.history.drain(..excess);
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HistoryEntry {
     sha256: String,
@@ -100,8 +112,10 @@ fn slot_key(slot: Slot) -> String {
     format!("components/slot/{slot}")
 }
 
+const QUARANTINE_PREFIX: &str = "components/quarantine/";
+
 fn quarantine_key(sha256: &str) -> String {
-    format!("components/quarantine/{sha256}")
+    format!("{QUARANTINE_PREFIX}{sha256}")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -164,25 +178,22 @@ impl Registry {
     }
 
     pub fn quarantined(&self) -> Vec<String> {
-        self.store.scan_prefix("components/quarantine/").map(|v| v.into_iter().map(|(k, _)| k["components/quarantine/".len()..].to_string()).collect()).unwrap_or_default()
+        let entries = self.store.scan_prefix(QUARANTINE_PREFIX).unwrap_or_default();
+        entries.into_iter().map(|(k, _)| k[QUARANTINE_PREFIX.len()..].to_string()).collect()
     }
 
     fn is_quarantined(&self, sha256: &str) -> bool {
         self.store.get(&quarantine_key(sha256)).ok().flatten().is_some()
     }
 
-    fn view(&self, slot: Slot, sha256: &str) -> (u64, u64, String, bool) {
-        let floor = lock(&self.state).slots.get(&slot).map_or(0, |r| r.floor);
-        let a = self.active.borrow();
-        let s = a.get(slot);
-        (floor, s.version, s.component.info.sha256.clone(), self.is_quarantined(sha256))
-    }
-
-    /// The manifest-only stages for a signed candidate.
+    /// The manifest-only stages for a signed candidate, against the slot as it is now.
     fn precheck(&self, envelope: &Envelope) -> Result<Precheck, Rejection> {
         let m = &envelope.manifest;
-        let (floor, version, sha, quarantined) = self.view(m.slot, &m.sha256);
-        let view = SlotView { floor, active: (version, &sha), quarantined };
+        let floor = lock(&self.state).slots.get(&m.slot).map_or(0, |r| r.floor);
+        let quarantined = self.is_quarantined(&m.sha256);
+        let active = self.active.borrow();
+        let serving = active.get(m.slot);
+        let view = SlotView { floor, active: (serving.version, &serving.component.info.sha256), quarantined };
         admission::precheck(m, &envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, view)
     }
 
@@ -249,12 +260,8 @@ impl Registry {
     /// Blocking (it compiles).
     pub fn admit_local(&self, name: &str, envelope: Option<Envelope>, bytes: Vec<u8>) -> Result<Admitted, Rejection> {
         match envelope {
-            Some(envelope) => {
-                if let Precheck::AlreadyActive { .. } = self.precheck(&envelope)? {
-                    return Ok(self.unchanged(&envelope.manifest));
-                }
-                self.admit_bytes(Some(envelope), Origin::Local, None, bytes)
-            }
+            // `admit_bytes` runs the manifest checks itself, under the admission lock.
+            Some(envelope) => self.admit_bytes(Some(envelope), Origin::Local, None, bytes),
             None if self.cfg.dev_unsigned_local => {
                 tracing::warn!(name, "DEV MODE: admitting an UNSIGNED local component (ORGX_DEV_UNSIGNED_LOCAL); never use this in production");
                 self.admit_bytes(None, Origin::DevUnsigned, Some(name), bytes)
@@ -299,7 +306,8 @@ impl Registry {
         let sha256 = component.info.sha256.clone();
         // Stored bytes passed this self-test when they were admitted; the same code on the
         // same input under the same limits would again.
-        if !self.files.has_intact(&sha256) {
+        let stored = self.files.has_intact(&sha256);
+        if !stored {
             selftest::run(&component, self.sandbox.limits()).map_err(|e| match e {
                 selftest::SelfTestError::Instantiate(f) => Rejection::new(Stage::Instantiate, f.to_string()),
                 selftest::SelfTestError::Call(f) => Rejection::new(Stage::SelfTest, f.to_string()),
@@ -307,14 +315,10 @@ impl Registry {
         }
         let version = manifest.map_or(0, |m| m.version);
         if let Some(e) = &envelope {
-            self.files.put(e, &bytes).map_err(|e| Rejection::new(Stage::Store, e))?;
+            self.files.put(e, (!stored).then_some(&bytes[..])).map_err(|e| Rejection::new(Stage::Store, e))?;
             let mut state = lock(&self.state);
             let record = state.slots.entry(slot).or_default();
-            record.floor = record.floor.max(version);
-            record.history.retain(|h| h.sha256 != sha256);
-            record.history.push(HistoryEntry { sha256: sha256.clone(), version, origin });
-            let excess = record.history.len().saturating_sub(HISTORY);
-            record.history.drain(..excess);
+            record.remember(HistoryEntry { sha256: sha256.clone(), version, origin });
             let json = serde_json::to_vec(record).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
             self.store.put(&slot_key(slot), &json).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
         }

@@ -5,21 +5,19 @@
 //! may serve, and whatever fails is logged and skipped for the next older one, down to the
 //! built-in. The version floor is rebuilt from the signed manifests if the record is gone.
 
-use super::{HistoryEntry, Registry, SlotRecord, HISTORY};
+use super::{HistoryEntry, Registry, SlotRecord};
 use crate::components::{admission, slot_world, Origin, Serving};
 use crate::trust::{Envelope, Slot};
 
 /// A slot record recovered from the signed manifests on disk, oldest version first.
 pub(super) fn rebuilt(slot: Slot, stored: &[Envelope]) -> SlotRecord {
-    let mut history: Vec<HistoryEntry> = stored
-        .iter()
-        .filter(|e| e.manifest.slot == slot)
-        .map(|e| HistoryEntry { sha256: e.manifest.sha256.clone(), version: e.manifest.version, origin: Origin::Pushed })
-        .collect();
-    history.sort_by_key(|h| h.version);
-    let excess = history.len().saturating_sub(HISTORY);
-    history.drain(..excess);
-    SlotRecord { floor: history.last().map_or(0, |h| h.version), history }
+    let mut manifests: Vec<_> = stored.iter().map(|e| &e.manifest).filter(|m| m.slot == slot).collect();
+    manifests.sort_by_key(|m| m.version);
+    let mut record = SlotRecord::default();
+    for m in manifests {
+        record.remember(HistoryEntry { sha256: m.sha256.clone(), version: m.version, origin: Origin::Pushed });
+    }
+    record
 }
 
 impl Registry {
