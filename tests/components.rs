@@ -4,19 +4,19 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::guest_wasm;
-use orgx_peer::components::registry::{Registry, RegistryConfig};
+use common::tagged_guest as tagged;
+use common::push::{manifest_for, open_registry as open, push_of, registry_config as config, signed_push};
+use orgx_peer::components::registry::Registry;
 use orgx_peer::components::RunReport;
 use orgx_peer::gateway::frames::ComponentPush;
 use orgx_peer::protocol::{AckStatus, ComponentAck, PeerMessage};
 use orgx_peer::sandbox::{Limits, Sandbox};
 use orgx_peer::store::Store;
-use orgx_peer::trust::{Envelope, Manifest, SecretKey, Slot, TrustedKeys};
+use orgx_peer::trust::{Envelope, SecretKey, Slot};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -28,57 +28,11 @@ struct Rig {
     registry: Arc<Registry>,
 }
 
-fn config(dir: &Path, key: &SecretKey, max: u64) -> RegistryConfig {
-    RegistryConfig {
-        data_dir: dir.to_path_buf(),
-        trusted: TrustedKeys::parse(&key.public().to_text()).unwrap(),
-        max_component_bytes: max,
-        dev_unsigned_local: false,
-    }
-}
-
-fn open(dir: &Path, key: &SecretKey, max: u64) -> Arc<Registry> {
-    let store = Store::open(&dir.join("peer.redb")).unwrap();
-    Arc::new(Registry::open(Sandbox::new(Limits::default()).unwrap(), store, config(dir, key, max)).unwrap())
-}
-
 fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::generate().unwrap();
     let registry = open(dir.path(), &key, 16 << 20);
     Rig { dir, key, registry }
-}
-
-fn tagged(version: u32, mode: &str) -> Vec<u8> {
-    common::tagged_guest(version, mode)
-}
-
-fn manifest(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes: &[u8]) -> Manifest {
-    Manifest {
-        slot,
-        name: name.into(),
-        version,
-        sha256: hex::encode(Sha256::digest(bytes)),
-        size: bytes.len() as u64,
-        world: slot.world().into(),
-        wit_version: "0.1.0".into(),
-        key_id: key.public().id(),
-    }
-}
-
-fn push_of(m: &Manifest, signature: &str, bytes: &[u8]) -> ComponentPush {
-    ComponentPush {
-        push_id: format!("push-{}-{}", m.name, m.version),
-        manifest: serde_json::to_value(m).unwrap(),
-        signature: Some(signature.to_string()),
-        bytes_base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        url: None,
-    }
-}
-
-fn signed_push(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes: &[u8]) -> ComponentPush {
-    let m = manifest(key, slot, name, version, bytes);
-    push_of(&m, &key.sign(&m).unwrap(), bytes)
 }
 
 async fn admit(registry: &Arc<Registry>, push: ComponentPush) -> (ComponentAck, Duration) {
@@ -156,7 +110,7 @@ async fn stage_size() {
 async fn stage_signature() {
     let rig = rig();
     let bytes = tagged(1, "ok");
-    let m = manifest(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    let m = manifest_for(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
     assert_refused(&rig, push_of(&m, "", &bytes), Slot::MapperClaudeCode, "signature", "unsigned").await;
 
     let stranger = SecretKey::generate().unwrap();
@@ -195,12 +149,12 @@ async fn stage_world() {
     let rig = rig();
     // The manifest names a world the slot does not serve.
     let bytes = guest_wasm("orgx-matcher-skill-rules");
-    let mut m = manifest(&rig.key, Slot::Matcher, "m", 1, &bytes);
+    let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
     m.world = "orgx:peer/mapper-component".into();
     let sig = rig.key.sign(&m).unwrap();
     assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "serves world").await;
     // A WIT version the host does not serve.
-    let mut m = manifest(&rig.key, Slot::Matcher, "m", 1, &bytes);
+    let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
     m.wit_version = "0.2.0".into();
     let sig = rig.key.sign(&m).unwrap();
     assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "orgx:peer@0.1.0").await;
@@ -228,7 +182,7 @@ async fn stage_fetch_refuses_other_hosts_without_a_request() {
 async fn stage_digest() {
     let rig = rig();
     let bytes = tagged(1, "ok");
-    let m = manifest(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    let m = manifest_for(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
     let sig = rig.key.sign(&m).unwrap();
     let mut other = bytes.clone();
     let last = other.len() - 1;
@@ -373,7 +327,7 @@ fn local_components_need_a_signature_unless_in_dev_mode() {
     let bytes = guest_wasm("orgx-matcher-template");
     let refused = registry.admit_local("template", None, bytes.clone()).unwrap_err();
     assert_eq!(refused.stage.as_str(), "signature");
-    let m = manifest(&key, Slot::Matcher, "template", 1, &bytes);
+    let m = manifest_for(&key, Slot::Matcher, "template", 1, &bytes);
     let env = Envelope { signature: key.sign(&m).unwrap(), manifest: m };
     let ok = registry.admit_local("template", Some(env), bytes.clone()).unwrap();
     assert_eq!((ok.slot, ok.version, ok.changed), (Slot::Matcher, 1, true));

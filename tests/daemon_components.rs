@@ -23,22 +23,16 @@ fn status_json(peer: &Peer) -> Value {
 }
 
 fn push_frame(key: &orgx_peer::trust::SecretKey, push_id: &str, version: u64, bytes: &[u8], url: Option<&str>) -> Value {
-    use base64::Engine as _;
-    use sha2::Digest;
-    let m = orgx_peer::trust::Manifest {
-        slot: orgx_peer::trust::Slot::MapperClaudeCode,
-        name: "tagged".into(),
-        version,
-        sha256: hex::encode(sha2::Sha256::digest(bytes)),
-        size: bytes.len() as u64,
-        world: "orgx:peer/mapper-component".into(),
-        wit_version: "0.1.0".into(),
-        key_id: key.public().id(),
-    };
-    let mut frame = json!({ "kind": "component.push", "push_id": push_id, "manifest": m, "signature": key.sign(&m).unwrap() });
-    match url {
-        Some(u) => frame["url"] = json!(u),
-        None => frame["bytes_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+    let mut push = common::push::signed_push(key, orgx_peer::trust::Slot::MapperClaudeCode, "tagged", version, bytes);
+    push.push_id = push_id.to_string();
+    if let Some(u) = url {
+        push.bytes_base64 = None;
+        push.url = Some(u.to_string());
+    }
+    let mut frame = json!({ "kind": "component.push", "push_id": push.push_id, "manifest": push.manifest, "signature": push.signature });
+    match (push.bytes_base64, push.url) {
+        (Some(b64), _) => frame["bytes_base64"] = json!(b64),
+        (None, url) => frame["url"] = json!(url),
     }
     frame
 }

@@ -13,47 +13,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
-use orgx_peer::components::registry::{Registry, RegistryConfig};
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::push::{open_registry, signed_push};
+use common::tagged_guest;
+use orgx_peer::components::registry::Registry;
 use orgx_peer::gateway::frames::ComponentPush;
 use orgx_peer::protocol::{AckStatus, PeerMessage};
-use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
-use orgx_peer::sandbox::{defaults, Limits, Sandbox};
-use orgx_peer::store::Store;
-use orgx_peer::trust::{Manifest, SecretKey, Slot, TrustedKeys};
-use sha2::{Digest, Sha256};
+use orgx_peer::sandbox::{defaults, Limits};
+use orgx_peer::trust::{SecretKey, Slot};
 
 const ROUNDS: usize = 7;
 
 fn open(dir: &Path, key: &SecretKey) -> Arc<Registry> {
-    let store = Store::open(&dir.join("peer.redb")).unwrap();
-    let cfg = RegistryConfig {
-        data_dir: dir.to_path_buf(),
-        trusted: TrustedKeys::parse(&key.public().to_text()).unwrap(),
-        max_component_bytes: 16 << 20,
-        dev_unsigned_local: false,
-    };
-    Arc::new(Registry::open(Sandbox::new(Limits::default()).unwrap(), store, cfg).unwrap())
-}
-
-fn push(key: &SecretKey, slot: Slot, version: u64, bytes: &[u8]) -> ComponentPush {
-    let m = Manifest {
-        slot,
-        name: "bench".into(),
-        version,
-        sha256: hex::encode(Sha256::digest(bytes)),
-        size: bytes.len() as u64,
-        world: slot.world().into(),
-        wit_version: "0.1.0".into(),
-        key_id: key.public().id(),
-    };
-    ComponentPush {
-        push_id: format!("p{version}"),
-        signature: Some(key.sign(&m).unwrap()),
-        manifest: serde_json::to_value(&m).unwrap(),
-        bytes_base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        url: None,
-    }
+    open_registry(dir, key, 16 << 20)
 }
 
 fn admit(rt: &tokio::runtime::Runtime, registry: &Arc<Registry>, p: ComponentPush) -> Duration {
@@ -69,15 +43,6 @@ fn admit(rt: &tokio::runtime::Runtime, registry: &Arc<Registry>, p: ComponentPus
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn tagged(version: u32) -> Vec<u8> {
-    let path = Path::new(env!("ORGX_GUEST_WASM_DIR")).join("orgx_test_guest_tagged.wasm");
-    let mut bytes = std::fs::read(path).unwrap();
-    let from = b"ORGX-TAG:v0001:ok.";
-    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-    bytes[at..at + from.len()].copy_from_slice(format!("ORGX-TAG:v{version:04}:ok.").as_bytes());
-    bytes
 }
 
 /// The built-in mapper plus a custom section naming the round: the same code under a digest
@@ -102,8 +67,8 @@ fn push_to_active(rt: &tokio::runtime::Runtime, key: &SecretKey) {
         size = bytes.len();
         let dir = tempfile::tempdir().unwrap();
         let registry = open(dir.path(), key);
-        cold.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 1, &bytes)));
-        warm.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, 2, &bytes)));
+        cold.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "bench", 1, &bytes)));
+        warm.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "bench", 2, &bytes)));
         drop(registry);
         let t = Instant::now();
         let registry = open(dir.path(), key);
@@ -126,7 +91,7 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
     const SWAPS: u32 = 8;
     let dir = tempfile::tempdir().unwrap();
     let registry = open(dir.path(), key);
-    admit(rt, &registry, push(key, Slot::MapperClaudeCode, 1, &tagged(1)));
+    admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "tagged", 1, &tagged_guest(1, "ok")));
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let (runs, bad) = std::thread::scope(|s| {
@@ -138,15 +103,8 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
                     while !stop.load(Ordering::Relaxed) {
                         let snap = registry.snapshot();
                         let prefix = format!("v{:04} ", snap.mapper.version);
-                        let (mut run, mut out) = RunPipeline::start(RunSpec {
-                            run_id: format!("w{w}-{}", runs.len()),
-                            cwd: None,
-                            mapper: &snap.mapper.component,
-                            matcher: &snap.matcher.component,
-                            rules: &[],
-                            started_at: SystemTime::now(),
-                            limits: Limits::default(),
-                        });
+                        let run_id = format!("w{w}-{}", runs.len());
+                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper.component, &snap.matcher.component, &[], Limits::default());
                         for i in 0..LINES {
                             out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
                         }
@@ -166,7 +124,7 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
         let mut swap_times = Vec::new();
         for v in 2..=SWAPS + 1 {
             std::thread::sleep(Duration::from_millis(100));
-            swap_times.push(admit(rt, &registry, push(key, Slot::MapperClaudeCode, v as u64, &tagged(v))));
+            swap_times.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged_guest(v, "ok"))));
         }
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::Relaxed);

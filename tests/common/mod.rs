@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod push;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
