@@ -270,7 +270,6 @@ fn fault_report(registry: &Registry, faulted: bool) -> Option<PeerMessage> {
     let snap = registry.snapshot();
     let sha = snap.mapper.component.info.sha256.clone();
     registry.on_run_report(&RunReport {
-        run_id: "r".into(),
         served_by: snap.digests().iter().map(|d| d.to_string()).collect(),
         faulted: faulted.then(|| (sha, "component `tagged` trapped in `map-line`".to_string())),
     })

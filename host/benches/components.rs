@@ -6,6 +6,7 @@
 //!    targets ≤ 250 ms cold and ≤ 5 ms warm;
 //! 2. the zero-loss swap under load: runs started from the live snapshot while versions are
 //!    swapped underneath, every message checked to come from the run's version, in order.
+//!
 //! Cold and warm rounds alternate so machine noise hits both alike; medians are reported.
 
 use std::path::Path;

@@ -123,7 +123,8 @@ mod tests {
         assert_eq!(back.bytes, bytes);
         assert_eq!(back.envelope, env);
 
-        let table: &[(&str, &dyn Fn(&Path), &str)] = &[
+        type Damage<'a> = &'a dyn Fn(&Path);
+        let table: &[(&str, Damage, &str)] = &[
             ("flipped byte", &|d| std::fs::write(d.join(format!("{sha}.wasm")), b"\0asm component bytez").unwrap(), "corrupt"),
             ("torn manifest", &|d| std::fs::write(d.join(format!("{sha}.sig.json")), b"{\"manif").unwrap(), "manifest of stored component"),
             ("missing bytes", &|d| std::fs::remove_file(d.join(format!("{sha}.wasm"))).unwrap(), "cannot read stored component"),

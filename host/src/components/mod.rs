@@ -192,7 +192,6 @@ fn ensure_world(loaded: &LoadedComponent, world: World) -> anyhow::Result<()> {
 /// any) faulted. Quarantine counts consecutive faulting runs per component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
-    pub run_id: String,
     pub served_by: Vec<String>,
     /// The faulting component's digest, and the fault.
     pub faulted: Option<(String, String)>,

@@ -253,7 +253,6 @@ fn pipeline_thread(
     }
     let _ = done.send(());
     RunReport {
-        run_id: run_id.clone(),
         served_by: components.digests().iter().map(|d| d.to_string()).collect(),
         faulted: run.fault().cloned(),
     }
