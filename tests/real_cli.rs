@@ -6,14 +6,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::peer::{Peer, KEY};
 use orgx_test_support::fake_model::{Block, FakeModel, Turn};
 use orgx_test_support::fake_orgx::FakeOrgx;
 use serde_json::{json, Value};
-
-const KEY: &str = "oxk_test_real_cli_77aa";
 
 fn claude_bin() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node/node_modules/.bin/claude");
@@ -46,23 +44,16 @@ async fn real_cli_write_and_bash_through_the_peer() {
         {"id": "shell", "rules": [{"pattern": "^Bash cat ", "on": "tool_call", "dedupe_fingerprint": "cat", "evidence_kind": "command"}]}
     ]});
     let server = FakeOrgx::start(KEY, rules).await;
-    let log = data.path().join("peer.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgx-peer"));
-    cmd.arg("start")
-        .env("ORGX_API_KEY", KEY)
-        .env("ORGX_WORKSPACE_ID", "ws-real")
-        .env("ORGX_BASE_URL", server.base_url())
-        .env("ORGX_CLAUDE_BIN", claude_bin())
-        .env("ORGX_PEER_DATA_DIR", data.path())
-        .env("ORGX_CLAUDE_EXTRA_ARGS", "--dangerously-skip-permissions")
-        .env("ORGX_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in model.cli_env(home.path()) {
-        cmd.env(k, v);
-    }
-    let mut peer = cmd.spawn().unwrap();
+    let claude = claude_bin();
+    let model_env = model.cli_env(home.path());
+    let mut env: Vec<(&str, &str)> = model_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        ("ORGX_WORKSPACE_ID", "ws-real"),
+        ("ORGX_CLAUDE_BIN", claude.to_str().unwrap()),
+        ("ORGX_CLAUDE_EXTRA_ARGS", "--dangerously-skip-permissions"),
+    ]);
+    let mut peer = Peer::start_in(&server, &env, data);
+    let log = peer.log.clone();
     server.wait_until("the peer connects and fetches rules", Duration::from_secs(60), |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(server.send_json(json!({
@@ -74,8 +65,8 @@ async fn real_cli_write_and_bash_through_the_peer() {
             s.frames_for("run-real").iter().any(|f| f["kind"] == "task.completed" || f["kind"] == "task.failed")
         })
         .await;
-    let _ = peer.kill();
-    let _ = peer.wait();
+    let _ = peer.child.kill();
+    let _ = peer.child.wait();
     let frames = server.frames_for("run-real");
     let sig: Vec<String> = frames
         .iter()

@@ -1,5 +1,6 @@
 //! The real `orgx-peer` binary against a recording OrgX stand-in on 127.0.0.1, driving a
-//! scripted `claude` (tests/support's `fake-claude`): the helpers the daemon tests share.
+//! scripted `claude` (tests/support's `fake-claude`, unless `ORGX_CLAUDE_BIN` is given): the
+//! helpers the daemon and real-CLI tests share. Every peer's log is scanned for the key.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
