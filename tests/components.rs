@@ -206,6 +206,13 @@ async fn stage_imports() {
 }
 
 #[tokio::test]
+async fn stage_link() {
+    let rig = rig();
+    let bytes = guest_wasm("orgx-test-guest-mistyped");
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "mistyped", 1, &bytes), Slot::Matcher, "link", "`orgx:peer/matcher@0.1.0#begin` does not have the type").await;
+}
+
+#[tokio::test]
 async fn stage_instantiate() {
     let rig = rig();
     let bytes = guest_wasm("orgx-test-guest-greedy");

@@ -157,6 +157,16 @@ fn a_component_importing_sockets_is_refused_at_load_naming_the_import() {
 }
 
 #[test]
+fn a_component_with_the_right_names_and_other_types_is_refused_at_link() {
+    let sandbox = Sandbox::new(test_limits()).unwrap();
+    let err = sandbox.load("mistyped", &guest_wasm("orgx-test-guest-mistyped")).err().expect("refused");
+    assert_eq!(err.stage, LoadStage::Link, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("mistyped@sha256:"), "{text}");
+    assert!(text.contains("`orgx:peer/matcher@0.1.0#begin` does not have the type the WIT gives it"), "{text}");
+}
+
+#[test]
 fn malformed_bytes_are_refused_at_compile() {
     let sandbox = Sandbox::new(test_limits()).unwrap();
     let core_module = b"\0asm\x01\0\0\0";

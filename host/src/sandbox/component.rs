@@ -167,6 +167,7 @@ pub fn admit(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>,
     };
     let link_err = |e: wasmtime::Error| fail(LoadStage::Link, format!("{e:#}"));
     let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
+    super::typecheck::check_exports(engine.engine(), &instance_pre, world).map_err(|m| fail(LoadStage::Link, m))?;
     let pre = match world {
         World::Mapper => Pre::Mapper(MapperComponentPre::new(instance_pre).map_err(link_err)?),
         World::Matcher => Pre::Matcher(MatcherComponentPre::new(instance_pre).map_err(link_err)?),

@@ -3,7 +3,8 @@
 //! The host loads components (compile → audit imports → type-check against the WIT world),
 //! then gives each run its own instances. Submodules: `policy` (the import allowlist),
 //! `limits` (time/memory/output bounds), `engine` (the shared engine and epoch ticker),
-//! `component` (loading and inspection), `instance` (bounded calls), `guest_log` (guest
+//! `component` (loading and inspection), `typecheck` (the exports against the WIT, before
+//! any instance exists), `instance` (bounded calls), `guest_log` (guest
 //! stdio into the log), `bindings` (generated from `wit/`), `defaults` (the built-in
 //! components).
 
@@ -16,6 +17,7 @@ mod guest_log;
 pub mod instance;
 pub mod limits;
 pub mod policy;
+mod typecheck;
 
 use wasmtime::component::Linker;
 

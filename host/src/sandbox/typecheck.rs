@@ -1,0 +1,70 @@
+//! The `link` stage's type check: every function of a component's world export must have
+//! exactly the types the host's WIT bindings call it with — checked on the compiled
+//! component, before anything is instantiated.
+//!
+//! Why here and not at instantiation: the generated `*Pre::new` only looks exports up by
+//! name; wasmtime compares the types when an instance hands out its typed functions. A
+//! component with the right names and other types would then be refused only after its
+//! instantiation ran, and reported as a trap. Checking here refuses it as a `link` failure
+//! with the function named, and no code of it runs.
+//!
+//! The parameter and result types below are the ones the generated bindings use for each
+//! call (`bindings.rs`), so they follow the WIT: a WIT change that is not mirrored here makes
+//! every built-in component fail this check, which every test run notices at once.
+//! `ComponentFunc::typecheck` and `InstancePre::instance_type` are public but hidden in
+//! wasmtime's docs (they back its generated code); wasmtime is pinned, and the tests in
+//! `tests/components.rs` (`stage_link`) and `tests/sandbox.rs` hold this to account.
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{ComponentNamedList, InstancePre, Lift, Lower};
+
+use super::bindings::matcher::exports::orgx::peer::matcher as m;
+use super::bindings::types as t;
+use super::component::{World, MAPPER_EXPORT, MATCHER_EXPORT};
+use super::instance::GuestState;
+
+/// Check every function the host calls on `world`'s export; the error names the function.
+pub fn check_exports(engine: &wasmtime::Engine, pre: &InstancePre<GuestState>, world: World) -> Result<(), String> {
+    match world {
+        World::Mapper => {
+            let f = Export { engine, pre, interface: MAPPER_EXPORT };
+            f.check::<(&t::RunContext,), ()>("begin")?;
+            f.check::<(&[u8],), (Vec<t::Event>,)>("map-line")?;
+            f.check::<(&t::EndReason, Option<&str>), (t::Terminal,)>("end")
+        }
+        World::Matcher => {
+            let f = Export { engine, pre, interface: MATCHER_EXPORT };
+            f.check::<(&str, &[m::Rule]), (Vec<m::RuleWarning>,)>("begin")?;
+            f.check::<(&t::MatchSubject, &str), (Vec<m::Deviation>,)>("check")
+        }
+    }
+}
+
+/// One exported interface of a component about to be linked.
+struct Export<'a> {
+    engine: &'a wasmtime::Engine,
+    pre: &'a InstancePre<GuestState>,
+    interface: &'static str,
+}
+
+impl Export<'_> {
+    /// `name` exists in the interface and has parameters `P` and results `R`.
+    fn check<P, R>(&self, name: &str) -> Result<(), String>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        let interface = self.interface;
+        let ty = self.pre.component().component_type();
+        let Some(ComponentItem::ComponentInstance(instance)) = ty.get_export(self.engine, interface).map(|x| x.ty) else {
+            return Err(format!("`{interface}` is not an interface instance"));
+        };
+        match instance.get_export(self.engine, name).map(|x| x.ty) {
+            Some(ComponentItem::ComponentFunc(f)) => f
+                .typecheck::<P, R>(&self.pre.instance_type())
+                .map_err(|e| format!("`{interface}#{name}` does not have the type the WIT gives it: {e:#}")),
+            Some(_) => Err(format!("`{interface}#{name}` is not a function")),
+            None => Err(format!("`{interface}` has no function `{name}`")),
+        }
+    }
+}
