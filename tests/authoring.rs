@@ -69,6 +69,18 @@ fn keygen_sign_verify_inspect() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused).contains("wasi:sockets"), "{}", text(&refused));
     assert!(!sneaky.with_extension("wasm.sig").exists());
+
+    // Nor one whose functions have other types than the WIT's; inspect says why, and where.
+    let mistyped = dir.path().join("mistyped.wasm");
+    std::fs::write(&mistyped, common::guest_wasm("orgx-test-guest-mistyped")).unwrap();
+    let inspected = cli(&["plugin", "inspect", s(&mistyped)]);
+    assert_eq!(inspected.status.code(), Some(1), "{}", text(&inspected));
+    assert!(text(&inspected).contains("verdict    REFUSED at stage `link`: `orgx:peer/matcher@0.1.0#begin`"), "{}", text(&inspected));
+    let json: serde_json::Value = serde_json::from_slice(&cli(&["plugin", "inspect", "--json", s(&mistyped)]).stdout).unwrap();
+    assert_eq!((&json["loadable"], &json["refused"]["stage"]), (&serde_json::json!(false), &serde_json::json!("link")));
+    let refused = cli(&["plugin", "sign", s(&mistyped), "--key", s(&key), "--version", "1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("stage `link`"), "{}", text(&refused));
 }
 
 #[test]

@@ -151,7 +151,9 @@ fn a_component_importing_sockets_is_refused_at_load_naming_the_import() {
     assert!(text.contains("sneaky@sha256:"), "{text}");
     assert!(text.contains("wasi:sockets/tcp@"), "{text}");
     // inspect still describes it, for the auditor.
-    let info = sandbox.inspect("sneaky", &guest_wasm("orgx-test-guest-sneaky")).unwrap();
+    let inspection = sandbox.inspect("sneaky", &guest_wasm("orgx-test-guest-sneaky")).unwrap();
+    assert_eq!(inspection.refusal.map(|e| e.stage), Some(LoadStage::Imports));
+    let info = inspection.info;
     assert!(info.refused_imports.iter().all(|r| r.import.starts_with("wasi:sockets/")));
     assert!(!info.refused_imports.is_empty());
 }

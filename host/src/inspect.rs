@@ -1,13 +1,14 @@
 //! `orgx-peer plugin inspect`: what a component is and what it would be allowed to do.
 //!
 //! The report is for auditors, so it lists every import with its verdict and the limits the
-//! component would run under, and the caller exits non-zero when anything is refused.
+//! component would run under, the verdict of the same checks loading runs (imports, world,
+//! link), and the caller exits non-zero when anything is refused.
 
 use std::path::Path;
 
 use serde_json::json;
 
-use crate::sandbox::{ComponentInfo, Limits};
+use crate::sandbox::{Inspection, Limits};
 use crate::trust::Envelope;
 
 /// What the `.sig` next to a component says (not verified here: `plugin verify` does that
@@ -43,7 +44,8 @@ fn signature_text(sig: &SignatureInfo, sha256: &str) -> String {
 }
 
 /// A human-readable report.
-pub fn render_text(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -> String {
+pub fn render_text(inspection: &Inspection, limits: &Limits, sig: &SignatureInfo) -> String {
+    let info = &inspection.info;
     let mut s = String::new();
     let world = info.world.map_or("none (exports no orgx:peer interface)", |w| w.wit_name());
     s.push_str(&format!("component  {}\n", info.name));
@@ -72,16 +74,16 @@ pub fn render_text(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -
         limits.max_log_bytes >> 10
     ));
     s.push_str("context    no files, no environment, no arguments, no network; stdin empty; stdout/stderr to the peer's log\n");
-    if info.refused_imports.is_empty() && info.world.is_some() {
-        s.push_str("verdict    loadable\n");
-    } else {
-        s.push_str("verdict    REFUSED\n");
+    match &inspection.refusal {
+        None => s.push_str("verdict    loadable\n"),
+        Some(e) => s.push_str(&format!("verdict    REFUSED at stage `{}`: {}\n", e.stage.as_str(), e.message)),
     }
     s
 }
 
 /// The same report as JSON.
-pub fn render_json(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -> serde_json::Value {
+pub fn render_json(inspection: &Inspection, limits: &Limits, sig: &SignatureInfo) -> serde_json::Value {
+    let info = &inspection.info;
     json!({
         "name": info.name,
         "sha256": info.sha256,
@@ -110,6 +112,7 @@ pub fn render_json(info: &ComponentInfo, limits: &Limits, sig: &SignatureInfo) -
             "max_output_bytes": limits.max_output_bytes,
             "max_log_bytes": limits.max_log_bytes,
         },
-        "loadable": info.refused_imports.is_empty() && info.world.is_some(),
+        "loadable": inspection.refusal.is_none(),
+        "refused": inspection.refusal.as_ref().map(|e| json!({ "stage": e.stage.as_str(), "reason": e.message })),
     })
 }

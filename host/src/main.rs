@@ -248,15 +248,14 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
             let name = component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let info = sandbox.inspect(&name, &bytes)?;
+            let inspection = sandbox.inspect(&name, &bytes)?;
             let signature = orgx_peer::inspect::read_signature(&component);
             if json {
-                println!("{}", serde_json::to_string_pretty(&orgx_peer::inspect::render_json(&info, &limits, &signature))?);
+                println!("{}", serde_json::to_string_pretty(&orgx_peer::inspect::render_json(&inspection, &limits, &signature))?);
             } else {
-                print!("{}", orgx_peer::inspect::render_text(&info, &limits, &signature));
+                print!("{}", orgx_peer::inspect::render_text(&inspection, &limits, &signature));
             }
-            let loadable = info.refused_imports.is_empty() && info.world.is_some();
-            Ok(if loadable { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if inspection.refusal.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         PluginCommand::Keygen { out } => {
             let (id, pub_path) = authoring::keygen(&out)?;

@@ -70,8 +70,17 @@ impl Sandbox {
         Ok((loaded, CodeSource::Compiled))
     }
 
-    /// Compile a component and describe it, without enforcing the policy.
-    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        component::inspect(self.engine.engine(), name, bytes).map(|(_, info)| info)
+    /// Compile a component, describe it, and say whether the policy would load it (imports,
+    /// world, link) — without refusing: the auditor sees the whole picture either way.
+    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<Inspection, LoadError> {
+        let (compiled, info) = component::inspect(self.engine.engine(), name, bytes)?;
+        let refusal = component::admit(&self.engine, &self.linker, compiled, info.clone()).err();
+        Ok(Inspection { info, refusal })
     }
+}
+
+/// What `plugin inspect` reports: the component, and why loading would refuse it, if it would.
+pub struct Inspection {
+    pub info: ComponentInfo,
+    pub refusal: Option<LoadError>,
 }
