@@ -4,6 +4,7 @@
 //!    one run, and their ratio (target ≤ 1.5×);
 //! 2. per-event matching cost in the WASM matcher at 10, 1,000 and 10,000 rules, and the
 //!    ratio of 10,000 to 10 (target ≤ 4×).
+//!
 //! Rounds alternate between the contenders so machine noise hits both alike; medians are
 //! reported.
 

@@ -72,7 +72,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn handle(&self, frame: ServerFrame) {
         match frame {
-            ServerFrame::Dispatch(d) => self.dispatch(d),
+            ServerFrame::Dispatch(d) => self.dispatch(*d),
             ServerFrame::Cancel(c) => self.cancel(c),
             ServerFrame::ComponentPush(push) => self.component_push(*push),
         }

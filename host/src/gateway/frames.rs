@@ -56,7 +56,7 @@ pub struct ComponentPush {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
-    Dispatch(Dispatch),
+    Dispatch(Box<Dispatch>),
     Cancel(Cancel),
     ComponentPush(Box<ComponentPush>),
 }
@@ -83,7 +83,7 @@ impl ServerFrame {
         let kind = value.get("kind").and_then(|k| k.as_str()).ok_or(FrameError::NoKind)?.to_string();
         let malformed = |e: serde_json::Error| FrameError::Malformed { kind: kind.clone(), error: e.to_string() };
         match kind.as_str() {
-            "task.dispatch" => Ok(ServerFrame::Dispatch(serde_json::from_value(value).map_err(malformed)?)),
+            "task.dispatch" => Ok(ServerFrame::Dispatch(Box::new(serde_json::from_value(value).map_err(malformed)?))),
             "task.cancel" => Ok(ServerFrame::Cancel(serde_json::from_value(value).map_err(malformed)?)),
             "component.push" => {
                 let push: ComponentPush = serde_json::from_value(value).map_err(malformed)?;

@@ -187,6 +187,8 @@ impl FakeOrgx {
     async fn serve_ws(&self, stream: TcpStream) {
         let key = self.key.clone();
         let state = self.state.clone();
+        // The signature is tungstenite's handshake callback; its error type is not ours to shrink.
+        #[allow(clippy::result_large_err)]
         let callback = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
             let protocols: Vec<String> = req
                 .headers()

@@ -67,6 +67,9 @@ fn main() {
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
             let mut pids = vec![std::process::id().to_string()];
             for _ in 0..2 {
+                // Never waited on, on purpose: these are the grandchildren the peer's cancel
+                // must kill through the process group.
+                #[allow(clippy::zombie_processes)]
                 let child = std::process::Command::new("sh").args(["-c", "trap '' TERM; exec sleep 1000"]).spawn().expect("sh");
                 pids.push(child.id().to_string());
             }
