@@ -15,7 +15,7 @@
 //! wasmtime's docs (they back its generated code); wasmtime is pinned, and the tests in
 //! `tests/components.rs` (`stage_link`) and `tests/sandbox.rs` hold this to account.
 
-use wasmtime::component::types::ComponentItem;
+use wasmtime::component::types::{ComponentInstance, ComponentItem};
 use wasmtime::component::{ComponentNamedList, InstancePre, Lift, Lower};
 
 use super::bindings::matcher::exports::orgx::peer::matcher as m;
@@ -27,13 +27,13 @@ use super::instance::GuestState;
 pub fn check_exports(engine: &wasmtime::Engine, pre: &InstancePre<GuestState>, world: World) -> Result<(), String> {
     match world {
         World::Mapper => {
-            let f = Export { engine, pre, interface: MAPPER_EXPORT };
+            let f = Export::find(engine, pre, MAPPER_EXPORT)?;
             f.check::<(&t::RunContext,), ()>("begin")?;
             f.check::<(&[u8],), (Vec<t::Event>,)>("map-line")?;
             f.check::<(&t::EndReason, Option<&str>), (t::Terminal,)>("end")
         }
         World::Matcher => {
-            let f = Export { engine, pre, interface: MATCHER_EXPORT };
+            let f = Export::find(engine, pre, MATCHER_EXPORT)?;
             f.check::<(&str, &[m::Rule]), (Vec<m::RuleWarning>,)>("begin")?;
             f.check::<(&t::MatchSubject, &str), (Vec<m::Deviation>,)>("check")
         }
@@ -44,27 +44,32 @@ pub fn check_exports(engine: &wasmtime::Engine, pre: &InstancePre<GuestState>, w
 struct Export<'a> {
     engine: &'a wasmtime::Engine,
     pre: &'a InstancePre<GuestState>,
-    interface: &'static str,
+    name: &'static str,
+    instance: ComponentInstance,
 }
 
-impl Export<'_> {
-    /// `name` exists in the interface and has parameters `P` and results `R`.
-    fn check<P, R>(&self, name: &str) -> Result<(), String>
+impl<'a> Export<'a> {
+    /// The interface the component exports as `name`.
+    fn find(engine: &'a wasmtime::Engine, pre: &'a InstancePre<GuestState>, name: &'static str) -> Result<Export<'a>, String> {
+        match pre.component().component_type().get_export(engine, name).map(|x| x.ty) {
+            Some(ComponentItem::ComponentInstance(instance)) => Ok(Export { engine, pre, name, instance }),
+            _ => Err(format!("`{name}` is not an interface instance")),
+        }
+    }
+
+    /// `func` exists in the interface and has parameters `P` and results `R`.
+    fn check<P, R>(&self, func: &str) -> Result<(), String>
     where
         P: ComponentNamedList + Lower,
         R: ComponentNamedList + Lift,
     {
-        let interface = self.interface;
-        let ty = self.pre.component().component_type();
-        let Some(ComponentItem::ComponentInstance(instance)) = ty.get_export(self.engine, interface).map(|x| x.ty) else {
-            return Err(format!("`{interface}` is not an interface instance"));
-        };
-        match instance.get_export(self.engine, name).map(|x| x.ty) {
+        let interface = self.name;
+        match self.instance.get_export(self.engine, func).map(|x| x.ty) {
             Some(ComponentItem::ComponentFunc(f)) => f
                 .typecheck::<P, R>(&self.pre.instance_type())
-                .map_err(|e| format!("`{interface}#{name}` does not have the type the WIT gives it: {e:#}")),
-            Some(_) => Err(format!("`{interface}#{name}` is not a function")),
-            None => Err(format!("`{interface}` has no function `{name}`")),
+                .map_err(|e| format!("`{interface}#{func}` does not have the type the WIT gives it: {e:#}")),
+            Some(_) => Err(format!("`{interface}#{func}` is not a function")),
+            None => Err(format!("`{interface}` has no function `{func}`")),
         }
     }
 }
