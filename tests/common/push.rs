@@ -37,7 +37,7 @@ pub fn manifest_for(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes
         sha256: hex::encode(Sha256::digest(bytes)),
         size: bytes.len() as u64,
         world: slot.world().into(),
-        wit_version: "0.1.0".into(),
+        wit_version: orgx_peer::components::WIT_VERSION.into(),
         key_id: key.public().id(),
     }
 }
