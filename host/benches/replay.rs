@@ -20,14 +20,14 @@ use orgx_peer::sandbox::{matcher_types as m, types as t, Limits, MapperInstance,
 
 const ROUNDS: usize = 7;
 
-fn shared(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/transcripts").join(name)
+fn transcript(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/transcripts").join(name)
 }
 
 /// The long-session transcript's body repeated `copies` times, then its result line: one
 /// long run of real CLI output.
 fn corpus(copies: usize) -> Vec<Vec<u8>> {
-    let text = std::fs::read(shared("long-session.ndjson")).expect("shared/transcripts/long-session.ndjson");
+    let text = std::fs::read(transcript("long-session.ndjson")).expect("tests/fixtures/transcripts/long-session.ndjson");
     let mut lines: Vec<Vec<u8>> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
     let result = lines.pop().expect("a result line");
     let init = lines.remove(0);
@@ -143,7 +143,7 @@ fn native_replay(rules: &[Rule], lines: &[Vec<u8>]) -> usize {
 fn subjects() -> Vec<(t::MatchSubject, String)> {
     let mut out = Vec::new();
     for name in ["edit-tools.ndjson", "long-session.ndjson", "success-tools.ndjson"] {
-        let text = std::fs::read(shared(name)).unwrap();
+        let text = std::fs::read(transcript(name)).unwrap();
         let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "s".into(), cwd: None });
         for line in text.split(|b| *b == b'\n') {
             for event in mapper.map_line(line) {

@@ -31,11 +31,11 @@ pub fn tagged_guest(version: u32, mode: &str) -> Vec<u8> {
     bytes
 }
 
-/// `shared/transcripts/`, which sits beside the project root.
+/// The real CLIs' transcripts, copied byte for byte from `shared/transcripts/` into the
+/// repository so a clone needs nothing beside it (`fixtures::transcripts_equal_the_shared_copy`
+/// checks the copy whenever `shared/` is there).
 pub fn transcripts_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/transcripts");
-    assert!(dir.is_dir(), "shared transcripts not found at {}", dir.display());
-    dir
+    fixtures_dir().join("transcripts")
 }
 
 pub fn fixtures_dir() -> PathBuf {

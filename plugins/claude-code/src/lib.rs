@@ -7,12 +7,7 @@
 //! anything else — unknown types, bad JSON, invalid UTF-8 — maps to nothing.
 
 mod outcome;
-mod text;
 mod tools;
-pub mod types;
-
-#[cfg(target_arch = "wasm32")]
-mod component;
 
 use std::borrow::Cow;
 
@@ -20,7 +15,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-pub use types::*;
+pub use orgx_peer_sdk::types::*;
+use orgx_peer_sdk::text;
 
 /// The fields of a stream-json line the contract reads; everything else is skipped.
 #[derive(Deserialize)]
@@ -66,6 +62,22 @@ pub struct Mapper {
     first_response: bool,
     sub_type: SourceSubType,
     done: bool,
+}
+
+orgx_peer_sdk::export_mapper!(Mapper);
+
+impl orgx_peer_sdk::Mapper for Mapper {
+    fn begin(ctx: RunContext) -> Mapper {
+        Mapper::new(ctx)
+    }
+
+    fn map_line(&mut self, line: &[u8]) -> Vec<Event> {
+        Mapper::map_line(self, line)
+    }
+
+    fn end(&mut self, reason: EndReason, stderr_tail: Option<String>) -> Terminal {
+        Mapper::end(self, reason, stderr_tail)
+    }
 }
 
 impl Mapper {

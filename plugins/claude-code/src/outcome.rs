@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::text::cut_chars;
-use crate::types::{Completed, EndReason, Failed, OutcomeKind, ProcessExit, Provider, SourceSubType, Terminal};
+use orgx_peer_sdk::text::cut_chars;
+use orgx_peer_sdk::types::{Completed, EndReason, Failed, OutcomeKind, ProcessExit, Provider, ProviderRef, SourceSubType, Terminal};
 
 const REASON_MAX_CHARS: usize = 300;
 
@@ -63,6 +63,8 @@ pub fn from_result(result: &Value, sub_type: SourceSubType) -> Terminal {
                 outcome_kind: if denied { OutcomeKind::Blocked } else { OutcomeKind::Shipped },
                 tokens_used: tokens(result.get("usage")),
                 provider: Provider::Anthropic,
+                provider_id: ProviderRef::Absent,
+                observed_provider_id: ProviderRef::Absent,
                 source_sub_type: sub_type,
                 source_driver: "claude_code".into(),
                 cost_estimate_cents: cost,
@@ -94,7 +96,7 @@ pub fn from_end(reason: &EndReason, stderr_tail: Option<&str>) -> Terminal {
         EndReason::Exited(ProcessExit::Code(n)) => {
             let tail = stderr_tail.map(str::trim).filter(|t| !t.is_empty());
             let reason = match tail {
-                Some(t) => format!("claude exited with status {n}: {}", crate::text::one_line(t)),
+                Some(t) => format!("claude exited with status {n}: {}", orgx_peer_sdk::text::one_line(t)),
                 None => format!("claude exited with status {n}"),
             };
             failed(&reason, false)

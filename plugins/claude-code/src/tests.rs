@@ -4,7 +4,7 @@
 use super::*;
 
 fn mapper() -> Mapper {
-    Mapper::new(RunContext { run_id: "r".into(), cwd: None })
+    Mapper::new(RunContext::new("r", None))
 }
 
 const INIT: &str = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"s1","apiKeySource":"none","tools":[]}"#;
@@ -81,7 +81,7 @@ fn bad_lines_map_to_nothing() {
 
 #[test]
 fn relative_paths_use_the_context_cwd_over_init() {
-    let mut m = Mapper::new(RunContext { run_id: "r".into(), cwd: Some("/repo".into()) });
+    let mut m = Mapper::new(RunContext::new("r", Some("/repo".into())));
     m.map_line(INIT.as_bytes());
     let events = m.map_line(br#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t","name":"Edit","input":{"file_path":"/repo/x.rs","new_string":"y"}}]}}"#);
     assert!(matches!(&events[1], Event::Step(s) if s.summary == "Edit x.rs"));

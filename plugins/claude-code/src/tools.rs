@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::text::{cut_bytes, relative_to, summary};
-use crate::types::{MatchSubject, RuleOn, Step, StepKind};
+use orgx_peer_sdk::text::{cut_bytes, relative_to, summary};
+use orgx_peer_sdk::types::{MatchSubject, RuleOn, Step, StepKind};
 
 /// Match text of a `file_edit` is cut to this many bytes.
 pub const MATCH_TEXT_MAX_BYTES: usize = 65_536;

@@ -2,7 +2,7 @@
 //! statics make its initial linear memory larger than the 256 MiB limit. It compiles and
 //! links, so only instantiation (the admission stage `instantiate`) can refuse it.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "matcher-component" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "matcher-component" });
 
 use exports::orgx::peer::matcher::{Deviation, Guest, Rule, RuleWarning};
 use orgx::peer::types::MatchSubject;

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-wit_bindgen::generate!({ path: "../../../wit", world: "mapper-component" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "mapper-component" });
 
 use exports::orgx::peer::mapper::Guest;
 use orgx::peer::types::{EndReason, Event, Failed, RunContext, Step, StepKind, Terminal};

@@ -1,7 +1,7 @@
 //! A matcher that tries to send what it sees to the network. The sandbox must refuse to load
 //! it, naming the socket import, before any of its code runs.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "matcher-component" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "matcher-component" });
 
 use exports::orgx::peer::matcher::{Deviation, Guest, Rule, RuleWarning};
 use orgx::peer::types::MatchSubject;

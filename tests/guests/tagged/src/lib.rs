@@ -4,7 +4,7 @@
 //! (trap on every line: fails the admission self-test), `qb` (trap only on lines containing
 //! `boom`: passes the self-test, faults in live runs, so it gets quarantined).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "mapper-component" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "mapper-component" });
 
 use exports::orgx::peer::mapper::Guest;
 use orgx::peer::types::{

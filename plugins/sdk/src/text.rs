@@ -1,6 +1,6 @@
-//! Text rules of the mapping contract: one-line summaries counted in characters, the
-//! 65,536-byte cut of match text at a character boundary, and `file_edit` paths made
-//! relative to the run's directory by whole path components.
+//! Text rules shared by every mapping contract: one-line summaries counted in characters,
+//! the 65,536-byte cut of match text at a character boundary, `file_edit` paths made relative
+//! to the run's directory by whole path components, and credential redaction (§6).
 
 /// Newlines (and the Unicode line/paragraph separators) become spaces.
 pub fn one_line(text: &str) -> String {
@@ -65,6 +65,46 @@ pub fn relative_to(path: &str, cwd: Option<&str>) -> String {
     }
 }
 
+/// The four credential replacements of the protocol's redaction rule (spec §6), applied to
+/// every `task.failed` reason a mapper builds from CLI output: `Bearer <token>`,
+/// `bearer.<token>`, `oxk_<…>`, and `sk-` followed by 8 or more key characters.
+pub fn redact_credentials(text: &str) -> String {
+    fn token_char(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=')
+    }
+    fn key_char(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_')
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        // (prefix, the characters of what follows it, how many make a credential)
+        let rules: [(&str, fn(char) -> bool, usize); 4] =
+            [("Bearer ", token_char, 1), ("bearer.", token_char, 1), ("oxk_", key_char, 1), ("sk-", key_char, 8)];
+        for (prefix, allowed, min) in rules {
+            if let Some(after) = rest.strip_prefix(prefix) {
+                let len: usize = after.chars().take_while(|c| allowed(*c)).map(char::len_utf8).sum();
+                if len >= min {
+                    out.push_str(prefix);
+                    out.push_str("[redacted]");
+                    rest = &after[len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("rest is not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// A `task.failed` reason from CLI text: one line, credentials redacted, at most `max`
+/// characters.
+pub fn reason(text: &str, max: usize) -> String {
+    cut_chars(redact_credentials(one_line(text).trim()).as_str(), max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +144,29 @@ mod tests {
         let s = "a".repeat(65_534) + "é";
         assert_eq!(cut_bytes(s.clone(), 65_536), s);
         assert_eq!(cut_bytes("😀😀".into(), 5), "😀");
+    }
+
+    #[test]
+    fn redaction_table() {
+        let table = [
+            ("auth: Bearer abc.def-123 failed", "auth: Bearer [redacted] failed"),
+            ("proto bearer.eyJhbGci.x/y+z= next", "proto bearer.[redacted] next"),
+            ("key oxk_live_ABC-123 leaked", "key oxk_[redacted] leaked"),
+            ("Incorrect API key provided: sk-proj-abcdEFGH1234", "Incorrect API key provided: sk-[redacted]"),
+            ("short sk-test.... stays", "short sk-test.... stays"),
+            ("sk-1234567 is seven", "sk-1234567 is seven"),
+            ("sk-12345678", "sk-[redacted]"),
+            ("Bearer  (two spaces) stays", "Bearer  (two spaces) stays"),
+            ("no secrets here", "no secrets here"),
+            ("unicode ✓ oxk_é", "unicode ✓ oxk_é"),
+            ("oxk_a oxk_b", "oxk_[redacted] oxk_[redacted]"),
+            ("", ""),
+        ];
+        for (input, want) in table {
+            assert_eq!(redact_credentials(input), want, "{input:?}");
+        }
+        assert_eq!(reason("line one\nBearer xyz", 300), "line one Bearer [redacted]");
+        assert_eq!(reason(&"é".repeat(400), 300).chars().count(), 300);
     }
 
     #[test]
