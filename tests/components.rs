@@ -37,7 +37,7 @@ fn rig() -> Rig {
 
 async fn admit(registry: &Arc<Registry>, push: ComponentPush) -> (ComponentAck, Duration) {
     let t = Instant::now();
-    let ack = registry.admit_push(push, None).await;
+    let ack = orgx_peer::dispatcher::push::answer(&registry, push, None).await;
     let took = t.elapsed();
     match ack {
         PeerMessage::ComponentAck(a) => (a, took),
@@ -65,19 +65,19 @@ async fn a_good_push_activates_and_new_snapshots_get_it() {
     let rig = rig();
     let old = rig.registry.snapshot();
     let bytes = tagged(1, "ok");
-    let (ack, took) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes)).await;
+    let (ack, took) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &bytes)).await;
     assert_eq!(ack.status, AckStatus::Activated, "{ack:?}");
     assert_eq!((ack.component.slot.as_str(), ack.component.version), ("mapper:claude_code", 1));
     let now = rig.registry.snapshot();
-    assert_eq!(now.mapper.component.info.sha256, hex::encode(Sha256::digest(&bytes)));
-    assert_eq!(now.mapper.version, 1);
-    assert_eq!(now.mapper.key_id.as_deref(), Some(rig.key.public().id().as_str()));
+    assert_eq!(now.mapper("claude_code").component.info.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(now.mapper("claude_code").version, 1);
+    assert_eq!(now.mapper("claude_code").key_id.as_deref(), Some(rig.key.public().id().as_str()));
     // A snapshot taken before the swap (a run in flight) still holds the old component.
-    assert_eq!(old.mapper.component.info.name, "claude-code");
+    assert_eq!(old.mapper("claude_code").component.info.name, "claude-code");
     eprintln!("cold push -> active: {took:?}");
 
     // The same push again (a server retry) is acknowledged and changes nothing.
-    let (again, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes)).await;
+    let (again, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &bytes)).await;
     assert_eq!(again.status, AckStatus::Activated, "{again:?}");
 }
 
@@ -110,37 +110,37 @@ async fn stage_size() {
 async fn stage_signature() {
     let rig = rig();
     let bytes = tagged(1, "ok");
-    let m = manifest_for(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
-    assert_refused(&rig, push_of(&m, "", &bytes), Slot::MapperClaudeCode, "signature", "unsigned").await;
+    let m = manifest_for(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &bytes);
+    assert_refused(&rig, push_of(&m, "", &bytes), Slot::Mapper("claude_code"), "signature", "unsigned").await;
 
     let stranger = SecretKey::generate().unwrap();
-    assert_refused(&rig, signed_push(&stranger, Slot::MapperClaudeCode, "tagged", 1, &bytes), Slot::MapperClaudeCode, "signature", "does not trust")
+    assert_refused(&rig, signed_push(&stranger, Slot::Mapper("claude_code"), "tagged", 1, &bytes), Slot::Mapper("claude_code"), "signature", "does not trust")
         .await;
 
     // Signed, then the manifest edited: a higher version claimed without a new signature.
     let sig = rig.key.sign(&m).unwrap();
     let mut forged = m.clone();
     forged.version = 99;
-    assert_refused(&rig, push_of(&forged, &sig, &bytes), Slot::MapperClaudeCode, "signature", "does not match").await;
+    assert_refused(&rig, push_of(&forged, &sig, &bytes), Slot::Mapper("claude_code"), "signature", "does not match").await;
 
     // A signature for the matcher slot replayed into the mapper slot.
     let mut other_slot = m.clone();
     other_slot.slot = Slot::Matcher;
     other_slot.world = Slot::Matcher.world().into();
     let sig = rig.key.sign(&other_slot).unwrap();
-    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::MapperClaudeCode, "signature", "does not match").await;
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Mapper("claude_code"), "signature", "does not match").await;
 }
 
 #[tokio::test]
 async fn stage_version_refuses_rollback() {
     let rig = rig();
-    let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 5, &tagged(5, "ok"))).await;
+    let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 5, &tagged(5, "ok"))).await;
     assert_eq!(ack.status, AckStatus::Activated, "{ack:?}");
     // An older, validly signed version: a replay.
-    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 4, &tagged(4, "ok")), Slot::MapperClaudeCode, "version", "not newer than 5")
+    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 4, &tagged(4, "ok")), Slot::Mapper("claude_code"), "version", "not newer than 5")
         .await;
     // The same version number with other bytes.
-    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 5, &tagged(6, "ok")), Slot::MapperClaudeCode, "version", "not newer")
+    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 5, &tagged(6, "ok")), Slot::Mapper("claude_code"), "version", "not newer")
         .await;
 }
 
@@ -155,24 +155,29 @@ async fn stage_world() {
     assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "serves world").await;
     // A WIT version the host does not serve.
     let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
-    m.wit_version = "0.2.0".into();
+    m.wit_version = "0.3.0".into();
     let sig = rig.key.sign(&m).unwrap();
-    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "orgx:peer@0.1.0").await;
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "versions 0.1.0, 0.2.0, not `0.3.0`").await;
+    // A served version, but not the one the bytes implement (the built-in is 0.2.0).
+    let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
+    m.wit_version = "0.1.0".into();
+    let sig = rig.key.sign(&m).unwrap();
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "the manifest signed WIT `0.1.0`, but the bytes implement `orgx:peer/matcher-component@0.2.0`").await;
     // A correct manifest, but the bytes are a matcher signed for the mapper slot.
-    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "m", 1, &bytes), Slot::MapperClaudeCode, "world", "needs").await;
+    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "m", 1, &bytes), Slot::Mapper("claude_code"), "world", "needs").await;
 }
 
 #[tokio::test]
 async fn stage_fetch_refuses_other_hosts_without_a_request() {
     let rig = rig();
     let bytes = tagged(1, "ok");
-    let mut push = signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    let mut push = signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &bytes);
     push.bytes_base64 = None;
     push.url = Some("https://evil.example/x.wasm".into());
     let base = orgx_peer::gateway::endpoint::BaseUrl::parse("http://127.0.0.1:9").unwrap();
     let api = orgx_peer::http::Api::new(base, orgx_peer::secret::ApiKey::new("oxk_test_key_1234".into()).unwrap()).unwrap();
     let t = Instant::now();
-    let ack = rig.registry.admit_push(push, Some(&api)).await;
+    let ack = orgx_peer::dispatcher::push::answer(&rig.registry, push, Some(&api)).await;
     let PeerMessage::ComponentAck(ack) = ack else { panic!() };
     assert_eq!(ack.stage.as_deref(), Some("fetch"), "{ack:?}");
     assert!(t.elapsed() < ACK_BOUND);
@@ -182,13 +187,13 @@ async fn stage_fetch_refuses_other_hosts_without_a_request() {
 async fn stage_digest() {
     let rig = rig();
     let bytes = tagged(1, "ok");
-    let m = manifest_for(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &bytes);
+    let m = manifest_for(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &bytes);
     let sig = rig.key.sign(&m).unwrap();
     let mut other = bytes.clone();
     let last = other.len() - 1;
     other[last] ^= 1;
-    assert_refused(&rig, push_of(&m, &sig, &other), Slot::MapperClaudeCode, "digest", "hash to").await;
-    assert_refused(&rig, push_of(&m, &sig, &bytes[..bytes.len() - 1]), Slot::MapperClaudeCode, "digest", "bytes arrived").await;
+    assert_refused(&rig, push_of(&m, &sig, &other), Slot::Mapper("claude_code"), "digest", "hash to").await;
+    assert_refused(&rig, push_of(&m, &sig, &bytes[..bytes.len() - 1]), Slot::Mapper("claude_code"), "digest", "bytes arrived").await;
 }
 
 #[tokio::test]
@@ -222,7 +227,7 @@ async fn stage_instantiate() {
 #[tokio::test]
 async fn stage_self_test() {
     let rig = rig();
-    assert_refused(&rig, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &tagged(1, "tr")), Slot::MapperClaudeCode, "self_test", "trapped")
+    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "tr")), Slot::Mapper("claude_code"), "self_test", "trapped")
         .await;
 }
 
@@ -230,18 +235,18 @@ async fn stage_self_test() {
 async fn accepted_components_survive_a_restart_and_corruption_is_skipped() {
     let rig = rig();
     for v in [1u32, 2] {
-        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok"))).await;
+        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged(v, "ok"))).await;
         assert_eq!(ack.status, AckStatus::Activated);
     }
-    let v2 = active_sha(&rig.registry, Slot::MapperClaudeCode);
+    let v2 = active_sha(&rig.registry, Slot::Mapper("claude_code"));
     drop(rig.registry);
 
     // A restart (offline: no server involved) serves v2 again, from the verified cache.
     let t = Instant::now();
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
     eprintln!("reopen with a stored component: {:?}", t.elapsed());
-    assert_eq!(active_sha(&reopened, Slot::MapperClaudeCode), v2);
-    assert_eq!(reopened.snapshot().mapper.version, 2);
+    assert_eq!(active_sha(&reopened, Slot::Mapper("claude_code")), v2);
+    assert_eq!(reopened.snapshot().mapper("claude_code").version, 2);
     drop(reopened);
 
     // Every compiled-code artifact damaged: they are recompiled from the verified bytes.
@@ -253,42 +258,44 @@ async fn accepted_components_survive_a_restart_and_corruption_is_skipped() {
     }
     assert!(damaged >= 3, "built-ins and pushed versions are cached: {damaged}");
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
-    assert_eq!(active_sha(&reopened, Slot::MapperClaudeCode), v2);
-    let fresh = common::start_run("after-cache-damage", &reopened.snapshot().mapper.component, &reopened.snapshot().matcher.component, &[], Limits::default()).0.on_line(b"{\"seq\":0}");
+    assert_eq!(active_sha(&reopened, Slot::Mapper("claude_code")), v2);
+    let fresh = common::start_run("after-cache-damage", &reopened.snapshot().mapper("claude_code").component, &reopened.snapshot().matcher.component, &[], Limits::default()).0.on_line(b"{\"seq\":0}");
     assert!(matches!(fresh.as_slice(), [PeerMessage::Started(_), PeerMessage::Step(_)]), "{fresh:?}");
     drop(reopened);
 
     // v2's bytes rot on disk: it is skipped (logged), v1 serves; nothing crashes.
     std::fs::write(rig.dir.path().join("components").join(format!("{v2}.wasm")), b"rotten").unwrap();
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
-    assert_eq!(reopened.snapshot().mapper.version, 1);
+    assert_eq!(reopened.snapshot().mapper("claude_code").version, 1);
     // The floor is kept: v2 cannot come back as a rollback target, v1 cannot be re-pushed.
-    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &tagged(7, "ok"))).await;
+    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &tagged(7, "ok"))).await;
     assert_eq!(ack.stage.as_deref(), Some("version"), "{ack:?}");
     drop(reopened);
 
     // A key that is no longer trusted: its components are not served after a restart.
     let other = SecretKey::generate().unwrap();
     let reopened = open(rig.dir.path(), &other, 16 << 20);
-    assert_eq!(reopened.snapshot().mapper.version, 0, "components signed by an untrusted key must not serve");
+    assert_eq!(reopened.snapshot().mapper("claude_code").version, 0, "components signed by an untrusted key must not serve");
 }
 
 fn fault_report(registry: &Registry, faulted: bool) -> Option<PeerMessage> {
     let snap = registry.snapshot();
-    let sha = snap.mapper.component.info.sha256.clone();
-    registry.on_run_report(&RunReport {
-        served_by: snap.digests().iter().map(|d| d.to_string()).collect(),
-        faulted: faulted.then(|| (sha, "component `tagged` trapped in `map-line`".to_string())),
-    })
+    let sha = snap.mapper("claude_code").component.info.sha256.clone();
+    registry
+        .on_run_report(&RunReport {
+            served_by: snap.digests().iter().map(|d| d.to_string()).collect(),
+            faulted: faulted.then(|| (sha, "component `tagged` trapped in `map-line`".to_string())),
+        })
+        .map(orgx_peer::dispatcher::push::quarantined_message)
 }
 
 #[tokio::test]
 async fn a_component_that_keeps_faulting_is_quarantined_to_the_last_good_version() {
     let rig = rig();
     let good = tagged(1, "ok");
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &good)).await.0.status, AckStatus::Activated);
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &good)).await.0.status, AckStatus::Activated);
     let bad = tagged(2, "qb");
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &bad)).await.0.status, AckStatus::Activated);
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &bad)).await.0.status, AckStatus::Activated);
 
     // Two faults, a clean run (the count is of consecutive faults), then three faults.
     assert!(fault_report(&rig.registry, true).is_none());
@@ -299,28 +306,28 @@ async fn a_component_that_keeps_faulting_is_quarantined_to_the_last_good_version
     let report = fault_report(&rig.registry, true).expect("quarantined on the third fault in a row");
     let PeerMessage::ComponentQuarantined(q) = &report else { panic!("{report:?}") };
     assert_eq!((q.component.version, q.faults, q.fallback.version), (2, 3, 1), "{q:?}");
-    assert_eq!(rig.registry.snapshot().mapper.version, 1);
+    assert_eq!(rig.registry.snapshot().mapper("claude_code").version, 1);
     assert!(report.to_json().starts_with(r#"{"kind":"component.quarantined""#));
 
     // After a restart the quarantined version stays out of service.
     drop(rig.registry);
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
-    assert_eq!(reopened.snapshot().mapper.version, 1);
+    assert_eq!(reopened.snapshot().mapper("claude_code").version, 1);
     assert_eq!(reopened.quarantined(), vec![hex::encode(Sha256::digest(&bad))]);
     // The fix comes as a newer version.
-    assert_eq!(admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 3, &tagged(3, "ok"))).await.0.status, AckStatus::Activated);
+    assert_eq!(admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 3, &tagged(3, "ok"))).await.0.status, AckStatus::Activated);
 }
 
 #[tokio::test]
 async fn the_builtin_is_the_fallback_of_last_resort() {
     let rig = rig();
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 1, &tagged(1, "qb"))).await.0.status, AckStatus::Activated);
+    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "qb"))).await.0.status, AckStatus::Activated);
     for _ in 0..2 {
         assert!(fault_report(&rig.registry, true).is_none());
     }
     assert!(fault_report(&rig.registry, true).is_some());
     let snap = rig.registry.snapshot();
-    assert_eq!((snap.mapper.version, snap.mapper.component.info.name.as_str()), (0, "claude-code"));
+    assert_eq!((snap.mapper("claude_code").version, snap.mapper("claude_code").component.info.name.as_str()), (0, "claude-code"));
 }
 
 /// Envelopes written by `plugin sign` are what the registry reads from the local directory.
@@ -344,9 +351,9 @@ fn local_components_need_a_signature_unless_in_dev_mode() {
     let dev = Registry::open(Sandbox::new(Limits::default()).unwrap(), store, cfg).unwrap();
     let unsigned = tagged(9, "ok");
     let ok = dev.admit_local("tagged-dev", None, unsigned).unwrap();
-    assert_eq!(ok.slot, Slot::MapperClaudeCode);
+    assert_eq!(ok.slot, Slot::Mapper("claude_code"));
     let snap = dev.snapshot();
-    assert_eq!(serde_json::to_value(snap.mapper.origin).unwrap(), json!("dev-unsigned"));
+    assert_eq!(serde_json::to_value(snap.mapper("claude_code").origin).unwrap(), json!("dev-unsigned"));
     assert_eq!(snap.matcher.version, 1, "the signed local matcher was restored");
 }
 
@@ -358,7 +365,7 @@ fn swaps_under_load_lose_nothing_and_mix_nothing() {
     const WORKERS: usize = 3;
     let rig = rig();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let push = |v: u32| rt.block_on(admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok")))).0;
+    let push = |v: u32| rt.block_on(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged(v, "ok")))).0;
     assert_eq!(push(1).status, AckStatus::Activated);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -373,9 +380,9 @@ fn swaps_under_load_lose_nothing_and_mix_nothing() {
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs.is_empty() {
                         n += 1;
                         let snap = registry.snapshot();
-                        let version = snap.mapper.version;
+                        let version = snap.mapper("claude_code").version;
                         let run_id = format!("w{w}-r{n}");
-                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper.component, &snap.matcher.component, &[], Limits::default());
+                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper("claude_code").component, &snap.matcher.component, &[], Limits::default());
                         for i in 0..LINES {
                             out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
                         }
@@ -423,14 +430,14 @@ fn check_run(run_id: &str, version: u64, out: &[PeerMessage], lines: usize) {
 async fn a_lost_slot_record_is_rebuilt_and_the_floor_survives() {
     let rig = rig();
     for v in [3u32, 4] {
-        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged(v, "ok"))).await;
+        let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged(v, "ok"))).await;
         assert_eq!(ack.status, AckStatus::Activated);
     }
     drop(rig.registry);
     // The peer's store is lost (deleted); the content-addressed components remain.
     std::fs::remove_file(rig.dir.path().join("peer.redb")).unwrap();
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
-    assert_eq!(reopened.snapshot().mapper.version, 4, "the newest stored version serves again");
-    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::MapperClaudeCode, "tagged", 2, &tagged(2, "ok"))).await;
+    assert_eq!(reopened.snapshot().mapper("claude_code").version, 4, "the newest stored version serves again");
+    let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &tagged(2, "ok"))).await;
     assert_eq!(ack.stage.as_deref(), Some("version"), "a rollback stays refused: {ack:?}");
 }

@@ -371,11 +371,26 @@ async fn rules_are_cached_for_a_restart_when_plan_skills_fails() {
 
 #[test]
 fn detect_and_missing_settings() {
-    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["detect", "--json", "--claude-bin"]).arg(fake_claude_bin()).output().unwrap();
+    let detect = |args: &[&str], claude: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+            .arg("detect")
+            .args(args)
+            .env("ORGX_CLAUDE_BIN", claude)
+            .env("ORGX_CODEX_BIN", "/nonexistent/codex")
+            .env("ORGX_OPENCODE_BIN", "/nonexistent/opencode")
+            .output()
+            .unwrap()
+    };
+    let out = detect(&["--json"], &fake_claude_bin());
     assert!(out.status.success());
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &all["claude_code"];
     assert_eq!((d["installed"].clone(), d["version"].clone(), d["logged_in"].clone()), (json!(true), json!("2.1.330"), json!(true)));
-    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["detect", "--claude-bin", "/nonexistent/claude"]).output().unwrap();
+    for missing in ["codex", "opencode"] {
+        assert_eq!(all[missing]["installed"], json!(false), "{missing}");
+    }
+    assert!(all["codex"]["hint"].as_str().unwrap().contains("set ORGX_CODEX_BIN"), "{all}");
+    let out = detect(&["--driver", "claude_code"], std::path::Path::new("/nonexistent/claude"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("set ORGX_CLAUDE_BIN"));
 

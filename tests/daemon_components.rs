@@ -23,7 +23,7 @@ fn status_json(peer: &Peer) -> Value {
 }
 
 fn push_frame(key: &orgx_peer::trust::SecretKey, push_id: &str, version: u64, bytes: &[u8], url: Option<&str>) -> Value {
-    let mut push = common::push::signed_push(key, orgx_peer::trust::Slot::MapperClaudeCode, "tagged", version, bytes);
+    let mut push = common::push::signed_push(key, orgx_peer::trust::Slot::Mapper("claude_code"), "tagged", version, bytes);
     push.push_id = push_id.to_string();
     if let Some(u) = url {
         push.bytes_base64 = None;

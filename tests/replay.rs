@@ -45,6 +45,7 @@ async fn replay_file(path: &Path, rules: &[Rule], run_id: &str) -> Vec<PeerMessa
     let components = common::defaults(&sandbox);
     let opts = ReplayOptions {
         transcript: path.to_path_buf(),
+        driver: "claude_code".into(),
         run_id: run_id.to_string(),
         cwd: None,
         max_line_bytes: orgx_peer::run::DEFAULT_MAX_LINE_BYTES,

@@ -184,6 +184,6 @@ fn a_component_of_the_wrong_world_is_refused_where_the_other_is_needed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hostile.wasm");
     std::fs::write(&path, guest_wasm("orgx-test-guest-hostile")).unwrap();
-    let err = orgx_peer::components::ActiveComponents::load(&sandbox, None, Some(&path)).err().expect("refused");
-    assert!(err.to_string().contains("a matcher is needed"), "{err}");
+    let err = orgx_peer::components::ActiveComponents::load(&sandbox, "claude_code", None, Some(&path)).err().expect("refused");
+    assert!(err.to_string().contains("but slot `matcher` needs a `orgx:peer/matcher-component`"), "{err}");
 }

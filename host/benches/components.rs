@@ -33,7 +33,7 @@ fn open(dir: &Path, key: &SecretKey) -> Arc<Registry> {
 
 fn admit(rt: &tokio::runtime::Runtime, registry: &Arc<Registry>, p: ComponentPush) -> Duration {
     let t = Instant::now();
-    let ack = rt.block_on(registry.admit_push(p, None));
+    let ack = rt.block_on(orgx_peer::dispatcher::push::answer(&registry, p, None));
     let took = t.elapsed();
     match ack {
         PeerMessage::ComponentAck(a) if a.status == AckStatus::Activated => took,
@@ -68,13 +68,13 @@ fn push_to_active(rt: &tokio::runtime::Runtime, key: &SecretKey) {
         size = bytes.len();
         let dir = tempfile::tempdir().unwrap();
         let registry = open(dir.path(), key);
-        cold.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "bench", 1, &bytes)));
-        warm.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "bench", 2, &bytes)));
+        cold.push(admit(rt, &registry, signed_push(key, Slot::Mapper("claude_code"), "bench", 1, &bytes)));
+        warm.push(admit(rt, &registry, signed_push(key, Slot::Mapper("claude_code"), "bench", 2, &bytes)));
         drop(registry);
         let t = Instant::now();
         let registry = open(dir.path(), key);
         restore.push(t.elapsed());
-        assert_eq!(registry.snapshot().mapper.version, 2);
+        assert_eq!(registry.snapshot().mapper("claude_code").version, 2);
     }
     println!("push -> active, {} KB mapper ({ROUNDS} rounds, median)", size / 1024);
     println!("  cold (verify + compile + self-test + persist)      {:>8.1} ms   target <= 250 ms", ms(median(cold)));
@@ -92,7 +92,7 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
     const SWAPS: u32 = 8;
     let dir = tempfile::tempdir().unwrap();
     let registry = open(dir.path(), key);
-    admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "tagged", 1, &tagged_guest(1, "ok")));
+    admit(rt, &registry, signed_push(key, Slot::Mapper("claude_code"), "tagged", 1, &tagged_guest(1, "ok")));
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let (runs, bad) = std::thread::scope(|s| {
@@ -103,9 +103,9 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
                     let (mut runs, mut bad) = (Vec::new(), 0usize);
                     while !stop.load(Ordering::Relaxed) {
                         let snap = registry.snapshot();
-                        let prefix = format!("v{:04} ", snap.mapper.version);
+                        let prefix = format!("v{:04} ", snap.mapper("claude_code").version);
                         let run_id = format!("w{w}-{}", runs.len());
-                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper.component, &snap.matcher.component, &[], Limits::default());
+                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper("claude_code").component, &snap.matcher.component, &[], Limits::default());
                         for i in 0..LINES {
                             out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
                         }
@@ -116,7 +116,7 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
                         });
                         let shape_ok = out.len() == LINES + 2 && matches!(out[0], PeerMessage::Started(_)) && matches!(out[LINES + 1], PeerMessage::Completed(_));
                         bad += usize::from(!(steps_ok && shape_ok));
-                        runs.push(snap.mapper.version);
+                        runs.push(snap.mapper("claude_code").version);
                     }
                     (runs, bad)
                 })
@@ -125,7 +125,7 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
         let mut swap_times = Vec::new();
         for v in 2..=SWAPS + 1 {
             std::thread::sleep(Duration::from_millis(100));
-            swap_times.push(admit(rt, &registry, signed_push(key, Slot::MapperClaudeCode, "tagged", v as u64, &tagged_guest(v, "ok"))));
+            swap_times.push(admit(rt, &registry, signed_push(key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged_guest(v, "ok"))));
         }
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::Relaxed);

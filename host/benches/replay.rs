@@ -15,7 +15,7 @@ use orgx_mapper_claude_code as native_mapper;
 use orgx_matcher_skill_rules as native_matcher;
 use orgx_peer::components::ActiveComponents;
 use orgx_peer::rules::{Rule, RuleOn, RuleSet};
-use orgx_peer::run::pipeline::{to_wit_rule, RunPipeline, RunSpec};
+use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
 use orgx_peer::sandbox::{matcher_types as m, types as t, Limits, MapperInstance, MatcherInstance, Sandbox};
 
 const ROUNDS: usize = 7;
@@ -82,9 +82,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn wasm_replay(components: &ActiveComponents, rules: &[Rule], lines: &[Vec<u8>]) -> usize {
     let (mut run, first) = RunPipeline::start(RunSpec {
-        run_id: "bench".into(),
-        cwd: None,
-        mapper: &components.mapper.component,
+        context: orgx_peer::sandbox::convert::run_context("bench", None, "claude_code"),
+        mapper: &components.mapper("claude_code").component,
         matcher: &components.matcher.component,
         rules,
         started_at: SystemTime::now(),
@@ -119,7 +118,7 @@ fn native_subject_on(on: native_mapper::RuleOn) -> native_matcher::RuleOn {
 }
 
 fn native_replay(rules: &[Rule], lines: &[Vec<u8>]) -> usize {
-    let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "bench".into(), cwd: None });
+    let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext::new("bench", None));
     let (mut matcher, _) = native_matcher::Matcher::new("bench", rules.iter().map(native_rule).collect());
     let mut n = 0;
     for line in lines {
@@ -144,7 +143,7 @@ fn subjects() -> Vec<(t::MatchSubject, String)> {
     let mut out = Vec::new();
     for name in ["edit-tools.ndjson", "long-session.ndjson", "success-tools.ndjson"] {
         let text = std::fs::read(transcript(name)).unwrap();
-        let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "s".into(), cwd: None });
+        let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext::new("s", None));
         for line in text.split(|b| *b == b'\n') {
             for event in mapper.map_line(line) {
                 if let native_mapper::Event::Step(step) = event {
@@ -165,7 +164,7 @@ fn subjects() -> Vec<(t::MatchSubject, String)> {
 /// Mean time per `check` call in a fresh WASM matcher loaded with `rules`.
 fn wasm_match_cost(components: &ActiveComponents, rules: &[Rule], subjects: &[(t::MatchSubject, String)], reps: usize) -> (Duration, Duration) {
     let mut inst = MatcherInstance::new(&components.matcher.component, Limits::default()).unwrap();
-    let wit: Vec<m::Rule> = rules.iter().map(to_wit_rule).collect();
+    let wit: Vec<m::Rule> = rules.iter().map(Into::into).collect();
     let t0 = Instant::now();
     let warnings = inst.begin("bench", &wit).unwrap();
     let setup = t0.elapsed();
@@ -186,7 +185,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let copies = if quick { 1 } else { 40 };
     let sandbox = Sandbox::new(Limits::default()).unwrap();
-    let components = ActiveComponents::load(&sandbox, None, None).unwrap();
+    let components = ActiveComponents::load(&sandbox, "claude_code", None, None).unwrap();
     let lines = corpus(copies);
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let rules = demo_rules();
@@ -213,14 +212,14 @@ fn main() {
     // a call across the boundary.
     let (mut wm, mut nm, mut calls) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..if quick { 1 } else { ROUNDS } {
-        let mut native = native_mapper::Mapper::new(native_mapper::RunContext { run_id: "b".into(), cwd: None });
+        let mut native = native_mapper::Mapper::new(native_mapper::RunContext::new("b", None));
         let t0 = Instant::now();
         for line in &lines {
             std::hint::black_box(native.map_line(line));
         }
         nm.push(t0.elapsed());
-        let mut inst = MapperInstance::new(&components.mapper.component, Limits::default()).unwrap();
-        inst.begin(&t::RunContext { run_id: "b".into(), cwd: None }).unwrap();
+        let mut inst = MapperInstance::new(&components.mapper("claude_code").component, Limits::default()).unwrap();
+        inst.begin(&orgx_peer::sandbox::convert::run_context("b", None, "claude_code")).unwrap();
         let t0 = Instant::now();
         for line in &lines {
             std::hint::black_box(inst.map_line(line).unwrap());

@@ -1,22 +1,23 @@
 //! What rule authors and auditors run offline: `plugin keygen | sign | verify | test`.
 //!
 //! Each command is the peer's own code path, not a look-alike: `sign` writes the manifest the
-//! registry verifies, `verify` runs the registry's manifest and byte checks, and `test`
+//! registry verifies, `verify` runs the admission pipeline every peer runs (manifest,
+//! signature, bytes, compile, link, world, instantiate, self-test), and `test`
 //! replays transcripts through the live run pipeline under the production limits. So what
 //! passes here is what the peer will accept and do.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::components::{self, admission, world_slot, ActiveComponents, Origin, Serving, WIT_VERSION};
+use crate::components::{admission, world_slot, ActiveComponents, Origin, Serving};
 use crate::rules::Rule;
 use crate::run::replay::{replay, ReplayOptions};
-use crate::sandbox::cache::write_atomic;
-use crate::sandbox::{Limits, Sandbox};
+use crate::fsutil::write_atomic;
+use crate::sandbox::{Limits, Sandbox, World};
 use crate::trust::{Envelope, Manifest, SecretKey, Slot, TrustedKeys};
 
 /// Make a signing key pair: `out` (secret, mode 0600, never overwritten) and `out.pub`.
@@ -48,9 +49,7 @@ pub fn sign(wasm: &Path, key: &Path, version: u64, slot: Option<Slot>, name: Opt
     let default_name = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let loaded = sandbox.load(&default_name, &bytes).with_context(|| format!("`{}` would be refused by the peer; not signing it", wasm.display()))?;
     let slot = slot.unwrap_or_else(|| world_slot(loaded.world()));
-    if components::slot_world(slot) != loaded.world() {
-        bail!("`{}` implements `{}`, which cannot serve slot `{slot}`", wasm.display(), loaded.world().wit_name());
-    }
+    admission::check_world(&loaded, slot, None).with_context(|| format!("`{}` cannot serve slot `{slot}`", wasm.display()))?;
     let manifest = Manifest {
         slot,
         name: name.unwrap_or(default_name),
@@ -58,7 +57,7 @@ pub fn sign(wasm: &Path, key: &Path, version: u64, slot: Option<Slot>, name: Opt
         sha256: hex::encode(Sha256::digest(&bytes)),
         size: bytes.len() as u64,
         world: slot.world().to_string(),
-        wit_version: WIT_VERSION.to_string(),
+        wit_version: loaded.wit_version().to_string(),
         key_id: secret.public().id(),
     };
     let signature = secret.sign(&manifest).map_err(anyhow::Error::msg)?;
@@ -71,20 +70,16 @@ pub fn sign(wasm: &Path, key: &Path, version: u64, slot: Option<Slot>, name: Opt
 /// Check `wasm` against its `.sig` as the peer would: manifest, signature by a trusted key,
 /// bytes, and that the bytes load and implement the signed slot's world. Returns the envelope.
 pub fn verify(wasm: &Path, trusted: &TrustedKeys, max_bytes: u64) -> anyhow::Result<Envelope> {
-    let sig_path = Envelope::sidecar_path(wasm);
-    let text = std::fs::read(&sig_path).with_context(|| format!("cannot read `{}` (sign with `orgx-peer plugin sign`)", sig_path.display()))?;
-    let envelope: Envelope = serde_json::from_slice(&text).with_context(|| format!("`{}` is not a signature file", sig_path.display()))?;
+    let envelope = Envelope::read_sidecar(wasm)?
+        .with_context(|| format!("`{}` has no signature file (sign it with `orgx-peer plugin sign`)", wasm.display()))?;
     let bytes = std::fs::read(wasm).with_context(|| format!("cannot read `{}`", wasm.display()))?;
     let m = &envelope.manifest;
-    // The peer's own manifest stages (shape, size, signature, world), against a slot that
-    // has only its built-in: a peer's version floor is not known here.
-    let fresh_slot = admission::SlotView { floor: 0, active: (0, ""), quarantined: false };
-    admission::precheck(m, &envelope.signature, trusted, max_bytes, fresh_slot).map_err(anyhow::Error::msg)?;
-    admission::check_bytes(Some(m), &bytes, max_bytes).map_err(anyhow::Error::msg)?;
-    let loaded = Sandbox::new(Limits::default())?.load(&m.name, &bytes)?;
-    if components::slot_world(m.slot) != loaded.world() {
-        bail!("stage `world`: the bytes implement `{}`, not slot `{}`", loaded.world().wit_name(), m.slot);
-    }
+    // The peer's own pipeline, every stage, against a slot that has only its built-in: a
+    // peer's version floor is not known here.
+    admission::precheck(m, &envelope.signature, trusted, max_bytes, Some(admission::FRESH_SLOT)).map_err(anyhow::Error::msg)?;
+    let sandbox = Sandbox::new(Limits::default())?;
+    let loader = admission::Loader { sandbox: &sandbox, cache: None, max_bytes };
+    admission::load(&loader, admission::Path::Verify, Some(m), &m.name, &bytes, false).map_err(anyhow::Error::msg)?;
     Ok(envelope)
 }
 
@@ -108,18 +103,28 @@ pub struct TestOutcome {
 
 /// Replay `transcripts` with `component` in its slot (the built-in in the other), under the
 /// production limits, and compare with `expect` (a file of lines as this command prints them).
-pub async fn test(component: &Path, transcripts: &[PathBuf], rules: &[Rule], expect: Option<&Path>) -> anyhow::Result<TestOutcome> {
+pub async fn test(component: &Path, driver: &str, transcripts: &[PathBuf], rules: &[Rule], expect: Option<&Path>) -> anyhow::Result<TestOutcome> {
     let limits = Limits::default();
     let sandbox = Sandbox::new(limits)?;
     let bytes = std::fs::read(component).with_context(|| format!("cannot read `{}`", component.display()))?;
     let name = component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let loaded = sandbox.load(&name, &bytes)?;
-    let slot = world_slot(loaded.world());
-    let mut active = ActiveComponents::load(&sandbox, None, None)?;
+    let slot = match loaded.world() {
+        World::Mapper => Slot::Mapper(crate::driver::by_id(driver).with_context(|| format!("unknown driver `{driver}`"))?.id),
+        World::Matcher => Slot::Matcher,
+    };
+    let mut active = ActiveComponents::load(&sandbox, driver, None, None)?;
     active.set(slot, Serving { component: loaded, version: 0, origin: Origin::File, key_id: None });
     let mut lines = Vec::new();
     for (n, transcript) in transcripts.iter().enumerate() {
-        let opts = ReplayOptions { transcript: transcript.clone(), run_id: format!("test-{}", n + 1), cwd: None, max_line_bytes: crate::run::DEFAULT_MAX_LINE_BYTES, limits };
+        let opts = ReplayOptions {
+            transcript: transcript.clone(),
+            driver: driver.to_string(),
+            run_id: format!("test-{}", n + 1),
+            cwd: None,
+            max_line_bytes: crate::run::DEFAULT_MAX_LINE_BYTES,
+            limits,
+        };
         replay(&active, rules, &opts, |m| lines.push(normalize(&m.to_json()))).await.with_context(|| format!("transcript `{}`", transcript.display()))?;
     }
     let mismatch = match expect {

@@ -24,15 +24,9 @@ pub struct StartArgs {
     /// The OrgX server; `http://127.0.0.1:PORT` works for local servers (then `ws://`).
     #[arg(long, env = "ORGX_BASE_URL", default_value = "https://useorgx.com")]
     pub base_url: String,
-    /// The Claude Code CLI to run.
-    #[arg(long, env = "ORGX_CLAUDE_BIN", default_value = "claude")]
-    pub claude_bin: PathBuf,
     /// Where the peer keeps its outbox, rules cache and status socket (default: the XDG data dir).
     #[arg(long, env = "ORGX_PEER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Handed to claude as `--plugin-dir`.
-    #[arg(long, env = "ORGX_PLUGIN_DIR")]
-    pub plugin_dir: Option<PathBuf>,
     /// For managed runners: 1-160 chars of letters, digits, `._:-`.
     #[arg(long, env = "ORGX_RUNNER_INSTANCE_ID")]
     pub runner_instance_id: Option<String>,
@@ -69,9 +63,12 @@ pub struct StartArgs {
     /// How long the socket may be down before a finished run's receipt goes over HTTP (ms).
     #[arg(long, env = "ORGX_RECEIPT_GRACE_MS", default_value_t = 2_000)]
     pub receipt_grace_ms: u64,
-    /// Extra arguments appended to every claude command line (space-separated).
-    #[arg(long, env = "ORGX_CLAUDE_EXTRA_ARGS", default_value = "")]
-    pub claude_extra_args: String,
+    /// The drivers to run, comma-separated (`claude_code,codex,opencode`); default: every
+    /// driver whose CLI detection finds at start. Each driver's own settings
+    /// (`ORGX_CLAUDE_BIN`, `ORGX_CODEX_BIN`, `ORGX_<DRIVER>_EXTRA_ARGS`, …) are read from
+    /// the environment (README, "Drivers").
+    #[arg(long, env = "ORGX_DRIVERS")]
+    pub drivers: Option<String>,
     /// A file of trusted component-signing public keys (`ed25519:...`, one per line).
     #[arg(long, env = "ORGX_TRUSTED_KEYS_FILE")]
     pub trusted_keys_file: Option<PathBuf>,
@@ -85,7 +82,9 @@ pub struct StartArgs {
     #[arg(long, env = "ORGX_COMPONENTS_POLL_MS", default_value_t = 2_000)]
     pub components_poll_ms: u64,
     /// Authoring only: also admit UNSIGNED components from the local directory (loudly logged).
-    #[arg(long, env = "ORGX_DEV_UNSIGNED_LOCAL")]
+    /// Takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "ORGX_DEV_UNSIGNED_LOCAL", num_args = 0..=1, default_missing_value = "true", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_unsigned_local: bool,
     /// Largest component accepted (bytes).
     #[arg(long, env = "ORGX_MAX_COMPONENT_BYTES", default_value_t = crate::components::registry::DEFAULT_MAX_COMPONENT_BYTES)]
@@ -118,14 +117,21 @@ impl StartArgs {
         if self.max_concurrent_runs == 0 {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));
         }
+        let get = |name: &str| std::env::var(name).ok();
+        let drivers = crate::driver::ALL
+            .iter()
+            .map(|d| crate::driver::settings_from_env(d, &get).map(|s| (*d, s)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError)?;
+        let enabled_drivers = self.drivers.as_deref().map(parse_drivers).transpose()?;
         let ms = Duration::from_millis;
         Ok(DaemonConfig {
             api_key,
             workspace_id,
             base_url,
-            claude_bin: self.claude_bin,
+            drivers,
+            enabled_drivers,
             data_dir,
-            plugin_dir: self.plugin_dir,
             runner_instance_id,
             plugin_id: self.plugin_id,
             max_concurrent_runs: self.max_concurrent_runs,
@@ -141,13 +147,34 @@ impl StartArgs {
             presence_interval: ms(self.presence_interval_ms.max(10)),
             license_interval: Duration::from_secs(self.license_interval_s.max(1)),
             receipt_grace: ms(self.receipt_grace_ms),
-            extra_claude_args: self.claude_extra_args.split_whitespace().map(str::to_string).collect(),
             trusted_keys: trusted,
             components_dir,
             components_poll: ms(self.components_poll_ms.max(10)),
             dev_unsigned_local: self.dev_unsigned_local,
             max_component_bytes: self.max_component_bytes.max(1),
         })
+    }
+}
+
+/// `ORGX_DRIVERS`: known driver ids, comma-separated.
+fn parse_drivers(text: &str) -> Result<Vec<&'static str>, ConfigError> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let driver = crate::driver::by_id(name)
+            .ok_or_else(|| ConfigError(format!("ORGX_DRIVERS: unknown driver `{name}` (drivers: {})", crate::driver::ids().join(", "))))?;
+        if !out.contains(&driver.id) {
+            out.push(driver.id);
+        }
+    }
+    Ok(out)
+}
+
+/// A boolean setting as people write it: 1/0, true/false, yes/no, on/off (any case).
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
+        "0" | "false" | "no" | "off" | "n" | "f" | "" => Some(false),
+        _ => None,
     }
 }
 

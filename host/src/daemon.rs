@@ -5,8 +5,9 @@
 //! HTTP loops. Shutdown runs the other way: stop taking work, cancel runs and wait for their
 //! `task.failed`, give the outbox a moment to drain, close the socket with 1000.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use crate::components::local_dir::LocalDir;
 use crate::components::registry::{Registry, RegistryConfig};
 use crate::components::RunReport;
-use crate::detect::{self, Detection};
-use crate::dispatcher::{Dispatcher, InFlight, DRIVERS};
+use crate::dispatcher::{Dispatcher, InFlight};
+use crate::driver::{Detection, Driver, DriverSettings};
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId, StreamQuery};
 use crate::gateway::session::{Gateway, GatewayStop, LinkState, SessionConfig, PROTOCOL_VERSION};
@@ -26,7 +27,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::receipts::ReceiptPoster;
 use crate::rules::{Rule, RuleSet};
-use crate::run::live::DriverConfig;
+use crate::run::live::{EnabledDriver, RunConfig};
 use crate::run::process::kill_stale_group;
 use crate::sandbox::{Limits, Sandbox};
 use crate::secret::ApiKey;
@@ -39,9 +40,11 @@ pub struct DaemonConfig {
     pub api_key: ApiKey,
     pub workspace_id: String,
     pub base_url: BaseUrl,
-    pub claude_bin: PathBuf,
+    /// Every known driver with its local settings.
+    pub drivers: Vec<(&'static Driver, DriverSettings)>,
+    /// `ORGX_DRIVERS`: the drivers to run; `None` runs every one detection finds.
+    pub enabled_drivers: Option<Vec<&'static str>>,
     pub data_dir: PathBuf,
-    pub plugin_dir: Option<PathBuf>,
     pub runner_instance_id: Option<RunnerInstanceId>,
     pub plugin_id: String,
     pub max_concurrent_runs: usize,
@@ -52,17 +55,12 @@ pub struct DaemonConfig {
     pub presence_interval: Duration,
     pub license_interval: Duration,
     pub receipt_grace: Duration,
-    pub extra_claude_args: Vec<String>,
     pub trusted_keys: TrustedKeys,
     pub components_dir: PathBuf,
     pub components_poll: Duration,
     pub dev_unsigned_local: bool,
     pub max_component_bytes: u64,
 }
-
-const RULES_KEY: &str = "rules/plan-skills";
-const INSTALLATION_KEY: &str = "installation_id";
-const PGID_PREFIX: &str = "pgid/";
 
 /// Why the daemon stopped, for `main`'s exit code.
 #[derive(Debug)]
@@ -78,7 +76,11 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         .map_err(|e| anyhow::anyhow!("cannot create the data dir `{}`: {e} (set ORGX_PEER_DATA_DIR)", cfg.data_dir.display()))?;
     let store = Store::open(&cfg.data_dir.join("peer.redb"))?;
     let installation_id = installation_id(&store)?;
-    reap_previous_life(&store)?;
+    // Orphans of runs re-parent to the peer, not PID 1, so their trees stay walkable.
+    if !crate::run::tree::become_subreaper() {
+        tracing::warn!("cannot become the reaper of the runs' orphaned processes; runs are still stopped by their ORGX_RUN_ID");
+    }
+    reap_previous_life(&store).await?;
     let outbox = Outbox::new(store.clone());
 
     let limits = Limits::default();
@@ -87,18 +89,18 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     let (registry, local) = open_components(&cfg, &store, sandbox).await?;
     let components_rx = registry.subscribe();
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<RunReport>();
-    let cached_rules = store.get(RULES_KEY)?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
+    let cached_rules = store.cached_rules()?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
     tracing::info!(rules = cached_rules.len(), "loaded cached skill rules");
     let (rules_tx, rules_rx) = watch::channel(Arc::new(cached_rules));
 
-    let detection = Arc::new(Mutex::new(detect::detect(&cfg.claude_bin).await));
-    {
-        let d = detection.lock().unwrap_or_else(|p| p.into_inner());
-        match &d.hint {
-            Some(hint) => tracing::warn!("{hint}"),
-            None => tracing::info!(version = d.version.as_deref().unwrap_or("?"), "claude found"),
-        }
+    // Detection runs once, here, for every driver at once; heartbeats read the cache.
+    let detections = detect_drivers(&cfg.drivers).await;
+    let enabled = enabled_drivers(&cfg, &detections);
+    let enabled_ids: Vec<&'static str> = enabled.keys().copied().collect();
+    if enabled_ids.is_empty() {
+        tracing::warn!("no driver is available: every dispatch will be refused (install a CLI, or check ORGX_DRIVERS)");
     }
+    let detections = Arc::new(detections);
 
     let api = Api::new(cfg.base_url.clone(), cfg.api_key.clone()).map_err(anyhow::Error::msg)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -111,7 +113,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     let url = cfg.base_url.gateway_stream(&StreamQuery {
         workspace_id: &cfg.workspace_id,
         plugin_id: &cfg.plugin_id,
-        drivers: DRIVERS,
+        drivers: &enabled_ids,
         installation_id: Some(&installation_id),
         runner_instance_id: cfg.runner_instance_id.as_ref(),
     });
@@ -131,16 +133,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     let gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
 
     let dispatcher = Arc::new(Dispatcher {
-        driver: DriverConfig {
-            claude_bin: cfg.claude_bin.clone(),
-            plugin_dir: cfg.plugin_dir.clone(),
-            api_key: cfg.api_key.clone(),
-            max_line_bytes: cfg.max_line_bytes,
-            limits,
-            extra_args: cfg.extra_claude_args.clone(),
-            reports: Some(reports_tx),
-        },
+        drivers: enabled,
+        run: RunConfig { api_key: cfg.api_key.clone(), max_line_bytes: cfg.max_line_bytes, limits, reports: Some(reports_tx) },
         outbox: outbox.clone(),
+        store: store.clone(),
         components: components_rx.clone(),
         rules: rules_rx.clone(),
         max_concurrent_runs: cfg.max_concurrent_runs,
@@ -164,9 +160,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         tokio::spawn(async move {
             while let Some(report) = reports_rx.recv().await {
                 let registry = registry.clone();
-                let message = tokio::task::spawn_blocking(move || registry.on_run_report(&report)).await.ok().flatten();
-                if let Some(message) = message {
-                    if let Err(e) = outbox.push(&[message]) {
+                let quarantined = tokio::task::spawn_blocking(move || registry.on_run_report(&report)).await.ok().flatten();
+                if let Some(quarantined) = quarantined {
+                    if let Err(e) = outbox.push(&[crate::dispatcher::push::quarantined_message(quarantined)]) {
                         tracing::error!("cannot queue the quarantine report: {e}");
                     }
                 }
@@ -186,8 +182,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     }
     // Presence heartbeat, from cached state only.
     {
-        let (link_now, detection, outbox, cfg2, installation_id) = (link.clone(), detection.clone(), outbox.clone(), cfg.clone(), installation_id.clone());
-        let body = move || presence_body(&cfg2, &installation_id, &link_now.borrow(), &detection.lock().unwrap_or_else(|p| p.into_inner()), outbox.pending_count());
+        let (link_now, detections, outbox, cfg2, installation_id, ids) =
+            (link.clone(), detections.clone(), outbox.clone(), cfg.clone(), installation_id.clone(), enabled_ids.clone());
+        let body = move || presence_body(&cfg2, &installation_id, &link_now.borrow(), &ids, &detections, outbox.pending_count());
         tokio::spawn(heartbeat::presence_loop(api.clone(), body, cfg.presence_interval, link.clone(), beats.clone(), shutdown.clone()));
     }
     // Skill rules on every connect; a failure keeps the last rules.
@@ -196,16 +193,17 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }.run(shutdown.clone()),
     );
     let status_task = {
-        let (link, in_flight, outbox, beats, detection, components, rules, cfg2, registry) = (
+        let (link, in_flight, outbox, beats, detections, components, rules, cfg2, registry, ids) = (
             link.clone(),
             in_flight.clone(),
             outbox.clone(),
             beats.clone(),
-            detection.clone(),
+            detections.clone(),
             components_rx.clone(),
             rules_rx.clone(),
             cfg.clone(),
             registry.clone(),
+            enabled_ids.clone(),
         );
         crate::status::serve(&cfg.data_dir, move || {
             let c = components.borrow();
@@ -224,7 +222,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 "trusted_keys": registry.trusted_key_ids(),
                 "quarantined": registry.quarantined(),
                 "heartbeats": *beats.lock().unwrap_or_else(|p| p.into_inner()),
-                "claude": *detection.lock().unwrap_or_else(|p| p.into_inner()),
+                "drivers_enabled": ids,
+                "drivers": *detections,
             })
         })
         .await
@@ -312,14 +311,54 @@ fn link_text(s: &LinkState) -> String {
     }
 }
 
-fn presence_body(cfg: &DaemonConfig, installation_id: &str, link: &LinkState, d: &Detection, queue_depth: u64) -> serde_json::Value {
+/// Detect every driver at once (each probe is bounded) and log what was found.
+async fn detect_drivers(drivers: &[(&'static Driver, DriverSettings)]) -> BTreeMap<&'static str, Detection> {
+    let probes = drivers.iter().map(|(d, s)| async move { (d.id, (d.detect)(&s.bin, s).await) });
+    let found: BTreeMap<_, _> = futures_util::future::join_all(probes).await.into_iter().collect();
+    for (id, d) in &found {
+        match &d.hint {
+            Some(hint) if d.installed => tracing::warn!(driver = id, version = d.version.as_deref().unwrap_or("?"), "{hint}"),
+            Some(hint) => tracing::info!(driver = id, "{hint}"),
+            None => tracing::info!(driver = id, version = d.version.as_deref().unwrap_or("?"), "driver found"),
+        }
+    }
+    found
+}
+
+/// The drivers this peer runs: `ORGX_DRIVERS` as given, else every installed one.
+fn enabled_drivers(cfg: &DaemonConfig, detections: &BTreeMap<&'static str, Detection>) -> BTreeMap<&'static str, Arc<EnabledDriver>> {
+    let wanted = |id: &str| match &cfg.enabled_drivers {
+        Some(list) => list.contains(&id),
+        None => detections.get(id).is_some_and(|d| d.installed),
+    };
+    cfg.drivers
+        .iter()
+        .filter(|(d, _)| wanted(d.id))
+        .map(|(d, s)| {
+            let attribution = (d.attribution)(s, detections.get(d.id));
+            (d.id, Arc::new(EnabledDriver { driver: d, settings: s.clone(), attribution }))
+        })
+        .collect()
+}
+
+fn presence_body(
+    cfg: &DaemonConfig,
+    installation_id: &str,
+    link: &LinkState,
+    enabled: &[&str],
+    detections: &BTreeMap<&'static str, Detection>,
+    queue_depth: u64,
+) -> serde_json::Value {
     let online = *link == LinkState::Connected;
+    // The per-account fields describe the first enabled driver (the protocol has one set).
+    let none = Detection::default();
+    let d = enabled.first().and_then(|id| detections.get(id)).unwrap_or(&none);
     let mut body = json!({
         "workspace_id": cfg.workspace_id,
         "plugin_id": cfg.plugin_id,
         "installation_id": installation_id,
         "host_platform": heartbeat::host_platform(),
-        "drivers_installed": if d.installed { vec!["claude_code"] } else { vec![] },
+        "drivers_installed": enabled,
         "gateway_version": env!("CARGO_PKG_VERSION"),
         "protocol_version": PROTOCOL_VERSION,
         "subscription_type": d.subscription_type,
@@ -328,7 +367,7 @@ fn presence_body(cfg: &DaemonConfig, installation_id: &str, link: &LinkState, d:
             "runtime": "peer",
             "transport_online": online,
             "runtime_online": true,
-            "dispatch_ready": online && d.installed && d.authenticated(),
+            "dispatch_ready": online && enabled.iter().any(|id| detections.get(id).is_some_and(Detection::authenticated)),
             "auth_status": match d.logged_in { Some(true) => "authenticated", Some(false) => "unauthenticated", None => "unknown" },
             "auth_method": d.auth_method,
             "queue_depth": queue_depth,
@@ -344,7 +383,7 @@ async fn rules_loop(api: Api, workspace_id: String, store: Store, rules: watch::
     loop {
         tokio::select! {
             r = link.wait_for(|s| *s == LinkState::Connected) => if r.is_err() { return },
-            _ = crate::gateway::raised(&mut shutdown) => return,
+            _ = crate::shutdown::raised(&mut shutdown) => return,
         }
         match api.plan_skills(&workspace_id).await {
             Ok(body) => {
@@ -355,7 +394,7 @@ async fn rules_loop(api: Api, workspace_id: String, store: Store, rules: watch::
                             tracing::warn!("plan-skills: skipped {skipped}");
                         }
                         tracing::info!(rules = set.rules.len(), "skill rules fetched; new runs use them");
-                        if let Err(e) = store.put(RULES_KEY, &bytes) {
+                        if let Err(e) = store.set_cached_rules(&bytes) {
                             tracing::error!("cannot cache the skill rules: {e}");
                         }
                         rules.send_replace(Arc::new(set.rules));
@@ -368,33 +407,33 @@ async fn rules_loop(api: Api, workspace_id: String, store: Store, rules: watch::
         // Wait for this connection to end before fetching again on the next one.
         tokio::select! {
             r = link.wait_for(|s| *s != LinkState::Connected) => if r.is_err() { return },
-            _ = crate::gateway::raised(&mut shutdown) => return,
+            _ = crate::shutdown::raised(&mut shutdown) => return,
         }
     }
 }
 
 fn installation_id(store: &Store) -> anyhow::Result<String> {
-    if let Some(id) = store.get(INSTALLATION_KEY)? {
-        return Ok(String::from_utf8_lossy(&id).into_owned());
+    if let Some(id) = store.installation_id()? {
+        return Ok(id);
     }
     let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    store.put(INSTALLATION_KEY, id.as_bytes())?;
+    store.set_installation_id(&id)?;
     Ok(id)
 }
 
-/// Account for what a previous life (crash, SIGKILL) left: leftover process groups are
-/// killed, and runs that were in flight end with `task.failed` (queued like any message).
-fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
-    for (key, value) in store.scan_prefix(PGID_PREFIX)? {
-        let text = String::from_utf8_lossy(&value).into_owned();
-        let mut parts = text.split_whitespace();
-        if let Some(pgid) = parts.next().and_then(|p| p.parse::<i32>().ok()) {
-            let started = parts.next().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0);
-            if kill_stale_group(pgid, started) {
-                tracing::warn!(pgid, "killed a process group left by a previous run of the peer");
-            }
+/// Account for what a previous life (crash, SIGKILL) left: leftover process groups, and
+/// every process tagged with a run's id (shell tools in sessions of their own), are killed,
+/// and runs that were in flight end with `task.failed` (queued like any message).
+async fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
+    for group in store.run_groups()? {
+        if kill_stale_group(group.pgid, group.started) {
+            tracing::warn!(run_id = %group.run_id, pgid = group.pgid, "killed a process group left by a previous run of the peer");
         }
-        store.delete(&key)?;
+        let escaped = crate::run::tree::stop(&group.run_id, None, None, crate::run::live::KILL_GRACE).await;
+        if escaped > 0 {
+            tracing::warn!(run_id = %group.run_id, count = escaped, "stopped processes a previous run of the peer left behind");
+        }
+        store.clear_run_group(&group.run_id)?;
     }
     let outbox = Outbox::new(store.clone());
     for (key, run_id) in store.running_dispatches()? {

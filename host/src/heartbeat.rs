@@ -30,7 +30,7 @@ pub struct BeatStatus {
 pub type SharedBeats = Arc<Mutex<BeatStatus>>;
 
 fn now() -> String {
-    crate::run::pipeline::iso8601(SystemTime::now())
+    crate::time::iso8601(SystemTime::now())
 }
 
 /// Post the license heartbeat now, every `interval`, and whenever `components` changes (a
@@ -75,7 +75,7 @@ pub async fn license_loop<T: Send + Sync>(
                     tracing::warn!(retry_in_ms = delay.as_millis() as u64, "license heartbeat failed: {e}");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = crate::gateway::raised(&mut shutdown) => return,
+                        _ = crate::shutdown::raised(&mut shutdown) => return,
                     }
                 }
             }
@@ -89,7 +89,7 @@ pub async fn license_loop<T: Send + Sync>(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = changed => tracing::info!("active components changed; sending the license heartbeat with the new fingerprint"),
-            _ = crate::gateway::raised(&mut shutdown) => return,
+            _ = crate::shutdown::raised(&mut shutdown) => return,
         }
     }
 }
@@ -117,7 +117,7 @@ pub async fn presence_loop(api: Api, body: impl Fn() -> Value, interval: Duratio
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = link.changed() => {}
-            _ = crate::gateway::raised(&mut shutdown) => return,
+            _ = crate::shutdown::raised(&mut shutdown) => return,
         }
     }
 }

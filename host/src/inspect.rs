@@ -20,14 +20,10 @@ pub enum SignatureInfo {
 }
 
 pub fn read_signature(wasm: &Path) -> SignatureInfo {
-    let path = Envelope::sidecar_path(wasm);
-    match std::fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SignatureInfo::Unsigned,
-        Err(e) => SignatureInfo::Unreadable(format!("cannot read `{}`: {e}", path.display())),
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(env) => SignatureInfo::Signed(env),
-            Err(e) => SignatureInfo::Unreadable(format!("`{}` is not a signature file: {e}", path.display())),
-        },
+    match Envelope::read_sidecar(wasm) {
+        Ok(None) => SignatureInfo::Unsigned,
+        Ok(Some(env)) => SignatureInfo::Signed(env),
+        Err(e) => SignatureInfo::Unreadable(e.to_string()),
     }
 }
 
@@ -47,7 +43,7 @@ fn signature_text(sig: &SignatureInfo, sha256: &str) -> String {
 pub fn render_text(inspection: &Inspection, limits: &Limits, sig: &SignatureInfo) -> String {
     let info = &inspection.info;
     let mut s = String::new();
-    let world = info.world.map_or("none (exports no orgx:peer interface)", |w| w.wit_name());
+    let world = info.world_name();
     s.push_str(&format!("component  {}\n", info.name));
     s.push_str(&format!("sha256     {}\n", info.sha256));
     s.push_str(&format!("size       {} bytes\n", info.size));
@@ -88,7 +84,7 @@ pub fn render_json(inspection: &Inspection, limits: &Limits, sig: &SignatureInfo
         "name": info.name,
         "sha256": info.sha256,
         "size": info.size,
-        "world": info.world.map(|w| w.wit_name()),
+        "world": info.world.is_some().then(|| info.world_name()),
         "imports": info.imports.iter().map(|i| {
             let refused = info.refused_imports.iter().find(|r| &r.import == i);
             json!({ "name": i, "allowed": refused.is_none(), "why": refused.map(|r| r.why) })

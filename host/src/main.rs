@@ -37,10 +37,12 @@ enum LogFormat {
 enum Command {
     /// Run the peer in the foreground: connect to OrgX and run dispatched tasks.
     Start(Box<StartArgs>),
-    /// Is Claude Code installed, which version, is it logged in.
+    /// Is each driver's CLI installed, which version, is it logged in (binaries from
+    /// `ORGX_CLAUDE_BIN`, `ORGX_CODEX_BIN`, `ORGX_OPENCODE_BIN`, else `PATH`).
     Detect {
-        #[arg(long, env = "ORGX_CLAUDE_BIN", default_value = "claude")]
-        claude_bin: PathBuf,
+        /// Only this driver (`claude_code`, `codex`, `opencode`).
+        #[arg(long, value_parser = parse_driver)]
+        driver: Option<&'static str>,
         #[arg(long)]
         json: bool,
     },
@@ -53,8 +55,12 @@ enum Command {
     },
     /// Print the wire messages the live peer would send for a recorded stream-json transcript.
     Replay {
-        /// A file of `claude --output-format stream-json` stdout.
+        /// A file of the driver's stdout (`claude --output-format stream-json`, `codex exec
+        /// --json`, `opencode run --format json`).
         transcript: PathBuf,
+        /// Whose output it is.
+        #[arg(long, default_value = "claude_code", value_parser = parse_driver)]
+        driver: &'static str,
         /// Skill rules, in the shape of the plan-skills response (`{"skills":[...]}`).
         #[arg(long)]
         rules: Option<PathBuf>,
@@ -119,7 +125,10 @@ enum PluginCommand {
     /// (times shown as <time>); with --expect, exit 1 on the first difference.
     Test {
         component: PathBuf,
-        /// stream-json transcripts, replayed in order.
+        /// The driver whose output the transcripts are (a mapper serves its slot).
+        #[arg(long, default_value = "claude_code", value_parser = parse_driver)]
+        driver: &'static str,
+        /// Driver stdout transcripts, replayed in order.
         #[arg(long = "transcript", required = true)]
         transcripts: Vec<PathBuf>,
         /// Skill rules, in the plan-skills shape.
@@ -131,8 +140,12 @@ enum PluginCommand {
     },
 }
 
+fn parse_driver(s: &str) -> Result<&'static str, String> {
+    orgx_peer::driver::by_id(s).map(|d| d.id).ok_or_else(|| format!("unknown driver `{s}` (drivers: {})", orgx_peer::driver::ids().join(", ")))
+}
+
 fn parse_slot(s: &str) -> Result<Slot, String> {
-    Slot::parse(s).ok_or_else(|| format!("unknown slot `{s}` (slots: {})", Slot::ALL.map(|s| s.as_str()).join(", ")))
+    Slot::parse(s).ok_or_else(|| format!("unknown slot `{s}` (slots: {})", Slot::all().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
 }
 
 fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::rules::Rule>> {
@@ -189,21 +202,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Detect { claude_bin, json } => {
-            let d = orgx_peer::detect::detect(&claude_bin).await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                println!("claude       {}", claude_bin.display());
-                println!("installed    {}", if d.installed { "yes" } else { "no" });
-                println!("version      {}", d.version.as_deref().unwrap_or("-"));
-                let logged = match d.logged_in { Some(true) => "yes", Some(false) => "no", None => "unknown" };
-                println!("logged in    {logged}{}", d.auth_method.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
-                if let Some(hint) = &d.hint {
-                    println!("hint         {hint}");
+        Command::Detect { driver, json } => {
+            let get = |name: &str| std::env::var(name).ok();
+            let mut found = serde_json::Map::new();
+            let mut ready = false;
+            for d in orgx_peer::driver::ALL.iter().filter(|d| driver.is_none_or(|id| id == d.id)) {
+                let settings = orgx_peer::driver::settings_from_env(d, &get).map_err(ConfigError)?;
+                let det = (d.detect)(&settings.bin, &settings).await;
+                ready |= det.authenticated();
+                if !json {
+                    println!("{}", d.id);
+                    println!("  binary     {}", settings.bin.display());
+                    println!("  installed  {}", if det.installed { "yes" } else { "no" });
+                    println!("  version    {}", det.version.as_deref().unwrap_or("-"));
+                    let logged = match det.logged_in { Some(true) => "yes", Some(false) => "no", None => "unknown" };
+                    println!("  logged in  {logged}{}", det.auth_method.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
+                    if let Some(hint) = &det.hint {
+                        println!("  hint       {hint}");
+                    }
                 }
+                found.insert(d.id.to_string(), serde_json::to_value(&det)?);
             }
-            Ok(if d.installed && d.logged_in != Some(false) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            }
+            // Success when at least one driver can take a dispatch.
+            Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Status { data_dir, json } => {
             let dir = data_dir.or_else(orgx_peer::config::default_data_dir).ok_or_else(|| ConfigError("set ORGX_PEER_DATA_DIR".into()))?;
@@ -215,12 +239,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { transcript, rules, run_id, cwd, mapper, matcher } => {
+        Command::Replay { transcript, driver, rules, run_id, cwd, mapper, matcher } => {
             let rules = load_rules(rules.as_deref())?;
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
-            let components = ActiveComponents::load(&sandbox, mapper.as_deref(), matcher.as_deref())?;
-            let opts = ReplayOptions { transcript, run_id, cwd, max_line_bytes: DEFAULT_MAX_LINE_BYTES, limits };
+            let components = ActiveComponents::load(&sandbox, driver, mapper.as_deref(), matcher.as_deref())?;
+            let opts = ReplayOptions { transcript, driver: driver.to_string(), run_id, cwd, max_line_bytes: DEFAULT_MAX_LINE_BYTES, limits };
             use std::io::Write;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -287,9 +311,9 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        PluginCommand::Test { component, transcripts, rules, expect } => {
+        PluginCommand::Test { component, driver, transcripts, rules, expect } => {
             let rules = load_rules(rules.as_deref())?;
-            let outcome = authoring::test(&component, &transcripts, &rules, expect.as_deref()).await?;
+            let outcome = authoring::test(&component, driver, &transcripts, &rules, expect.as_deref()).await?;
             for line in &outcome.lines {
                 println!("{line}");
             }

@@ -28,10 +28,6 @@ impl Outbox {
         Outbox { store, changed, claims: Arc::default() }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Persist `messages` (in order, in one transaction), then wake the senders.
     pub fn push(&self, messages: &[PeerMessage]) -> Result<(), StoreError> {
         if messages.is_empty() {

@@ -140,6 +140,17 @@ pub enum SourceSubType {
     Subscription,
     ApiKey,
     EnterpriseKey,
+    UserManaged,
+}
+
+/// `provider_id` / `observed_provider_id` keep three states (spec §3.4): `None` is left out,
+/// `Some(None)` is `null`, `Some(Some(id))` is the string. Serde alone reads `null` as `None`.
+mod tristate {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +163,10 @@ pub struct Completed {
     pub completed_at: String,
     pub tokens_used: u64,
     pub provider: Provider,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "tristate::deserialize")]
+    pub provider_id: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "tristate::deserialize")]
+    pub observed_provider_id: Option<Option<String>>,
     pub source_sub_type: SourceSubType,
     pub source_driver: String,
     pub cost_estimate_cents: u64,

@@ -42,14 +42,14 @@ impl ReceiptPoster {
             };
             tokio::select! {
                 _ = down => {}
-                _ = crate::gateway::raised(&mut shutdown) => return,
+                _ = crate::shutdown::raised(&mut shutdown) => return,
             }
             self.post_owed(&mut shutdown).await;
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = self.link.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = crate::gateway::raised(&mut shutdown) => return,
+                _ = crate::shutdown::raised(&mut shutdown) => return,
             }
         }
     }
@@ -102,7 +102,7 @@ impl ReceiptPoster {
                         tracing::warn!(run_id = %entry.run_id, retry_in_ms = delay.as_millis() as u64, "receipt not delivered: {e}");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = crate::gateway::raised(shutdown) => { self.outbox.release(entry.seq); return; }
+                            _ = crate::shutdown::raised(shutdown) => { self.outbox.release(entry.seq); return; }
                         }
                         if *self.link.borrow() == LinkState::Connected {
                             self.outbox.release(entry.seq);

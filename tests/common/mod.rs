@@ -12,12 +12,18 @@ use orgx_peer::components::ActiveComponents;
 use orgx_peer::protocol::PeerMessage;
 use orgx_peer::rules::Rule;
 use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
-use orgx_peer::sandbox::{Limits, LoadedComponent, Sandbox};
+use orgx_peer::sandbox::{defaults, Limits, LoadedComponent, Sandbox};
 
-/// A guest component built by the host's build script (`tests/guests/*`, `plugins/*`).
+/// A guest component: a built-in one from the binary, or a test guest built by
+/// `tests/artifacts` (`tests/guests/*`, the author template).
 pub fn guest_wasm(crate_name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("ORGX_GUEST_WASM_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("guest component {} missing ({e}); the build script builds it", path.display()))
+    match crate_name {
+        "orgx-mapper-claude-code" => return orgx_peer::driver::claude_code::DRIVER.mapper.wasm.to_vec(),
+        "orgx-matcher-skill-rules" => return defaults::SKILL_RULES_MATCHER.to_vec(),
+        _ => {}
+    }
+    let path = orgx_test_artifacts::wasm_path(crate_name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("guest component {} missing ({e}); tests/artifacts builds it", path.display()))
 }
 
 /// The tagged test mapper (`tests/guests/tagged`) with its tag patched to `vNNNN` and `mode`
@@ -43,7 +49,7 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 pub fn defaults(sandbox: &Sandbox) -> ActiveComponents {
-    ActiveComponents::load(sandbox, None, None).expect("built-in components load")
+    ActiveComponents::load(sandbox, "claude_code", None, None).expect("built-in components load")
 }
 
 /// Start a run over `mapper` and `matcher` with `limits`.
@@ -55,8 +61,7 @@ pub fn start_run(
     limits: Limits,
 ) -> (RunPipeline, Vec<PeerMessage>) {
     RunPipeline::start(RunSpec {
-        run_id: run_id.to_string(),
-        cwd: None,
+        context: orgx_peer::sandbox::convert::run_context(run_id, None, "claude_code"),
         mapper,
         matcher,
         rules,

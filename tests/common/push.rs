@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use orgx_peer::components::registry::{Registry, RegistryConfig};
 use orgx_peer::gateway::frames::ComponentPush;
-use orgx_peer::sandbox::{Limits, Sandbox};
+use orgx_peer::sandbox::{Limits, Sandbox, WitVersion};
 use orgx_peer::store::Store;
 use orgx_peer::trust::{Manifest, SecretKey, Slot, TrustedKeys};
 use sha2::{Digest, Sha256};
@@ -37,9 +37,17 @@ pub fn manifest_for(key: &SecretKey, slot: Slot, name: &str, version: u64, bytes
         sha256: hex::encode(Sha256::digest(bytes)),
         size: bytes.len() as u64,
         world: slot.world().into(),
-        wit_version: orgx_peer::components::WIT_VERSION.into(),
+        wit_version: wit_version_of(bytes),
         key_id: key.public().id(),
     }
+}
+
+/// The WIT version `bytes` implement, as the peer reads it; the newest for bytes that are
+/// not a component (tests that push garbage still need a well-formed manifest).
+fn wit_version_of(bytes: &[u8]) -> String {
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    let version = sandbox.inspect("probe", bytes).ok().and_then(|i| i.info.wit_version);
+    version.unwrap_or(WitVersion::LATEST).to_string()
 }
 
 /// A push of `bytes` inline with `manifest` and `signature` as given (tests forge them).

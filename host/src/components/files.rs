@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::sandbox::cache::write_atomic;
+use crate::fsutil::write_atomic;
 use crate::trust::Envelope;
 
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::registry::Registry;
-use crate::trust::Envelope;
+use crate::trust::{Envelope, SidecarError};
 
 /// What a file looked like when it was last considered.
 type Stamp = (Option<SystemTime>, u64, Option<SystemTime>, u64);
@@ -42,14 +42,10 @@ pub fn admit_file(registry: &Registry, wasm: &Path) {
         Ok(b) => b,
         Err(e) => return tracing::warn!(file = %shown, "cannot read local component: {e}"),
     };
-    let sig_path = Envelope::sidecar_path(wasm);
-    let envelope = match std::fs::read(&sig_path) {
-        Ok(text) => match serde_json::from_slice::<Envelope>(&text) {
-            Ok(e) => Some(e),
-            Err(e) => return tracing::warn!(file = %sig_path.display(), "local component refused at stage `manifest`: the .sig file is malformed: {e}"),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return tracing::warn!(file = %sig_path.display(), "cannot read the signature file: {e}"),
+    let envelope = match Envelope::read_sidecar(wasm) {
+        Ok(envelope) => envelope,
+        Err(e @ SidecarError::Malformed { .. }) => return tracing::warn!(file = %shown, "local component refused at stage `manifest`: {e}"),
+        Err(e) => return tracing::warn!(file = %shown, "{e}"),
     };
     match registry.admit_local(&name, envelope, bytes) {
         Ok(a) if a.changed => tracing::info!(file = %shown, slot = %a.slot, name = %a.name, version = a.version, cached = a.cached, "local component activated; new runs use it"),
@@ -89,7 +85,7 @@ impl LocalDir {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = crate::gateway::raised(&mut shutdown) => return,
+                _ = crate::shutdown::raised(&mut shutdown) => return,
             }
             let registry = registry.clone();
             match tokio::task::spawn_blocking(move || {

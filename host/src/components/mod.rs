@@ -14,6 +14,7 @@ pub mod local_dir;
 pub mod registry;
 pub mod selftest;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -21,9 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::sandbox::{defaults, CodeCache, LoadedComponent, Sandbox, World};
 use crate::trust::Slot;
-
-/// The WIT package version this host serves (`wit/orgx-peer.wit`).
-pub const WIT_VERSION: &str = "0.1.0";
 
 /// Where the component serving a slot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +61,22 @@ pub struct Serving {
     pub key_id: Option<String>,
 }
 
+/// Which component, as the server's messages name one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentId {
+    pub slot: String,
+    pub name: String,
+    pub version: u64,
+    pub sha256: String,
+}
+
 impl Serving {
     pub fn builtin(component: LoadedComponent) -> Serving {
         Serving { component, version: 0, origin: Origin::BuiltIn, key_id: None }
+    }
+
+    pub fn id(&self, slot: Slot) -> ComponentId {
+        ComponentId { slot: slot.to_string(), name: self.component.info.name.clone(), version: self.version, sha256: self.component.info.sha256.clone() }
     }
 
     /// The status / log view of this slot.
@@ -84,108 +95,116 @@ impl Serving {
 /// The mapper and matcher new runs get.
 #[derive(Clone)]
 pub struct ActiveComponents {
-    pub mapper: Serving,
+    /// One mapper per known driver, by driver id: every slot always has a component.
+    pub mappers: BTreeMap<&'static str, Serving>,
     pub matcher: Serving,
 }
 
 impl ActiveComponents {
-    /// The built-in components, each replaced by a file when one is given.
-    pub fn load(sandbox: &Sandbox, mapper: Option<&Path>, matcher: Option<&Path>) -> anyhow::Result<ActiveComponents> {
-        Ok(ActiveComponents {
-            mapper: load_one(sandbox, World::Mapper, mapper)?,
-            matcher: load_one(sandbox, World::Matcher, matcher)?,
-        })
+    /// The built-in components; `mapper` (a file) replaces the mapper of `driver`, `matcher`
+    /// the matcher (`replay --mapper/--matcher`, `plugin test`).
+    pub fn load(sandbox: &Sandbox, driver: &str, mapper: Option<&Path>, matcher: Option<&Path>) -> anyhow::Result<ActiveComponents> {
+        let mut mappers = BTreeMap::new();
+        for d in crate::driver::ALL {
+            let file = mapper.filter(|_| d.id == driver);
+            mappers.insert(d.id, load_one(sandbox, Slot::Mapper(d.id), file)?);
+        }
+        anyhow::ensure!(mappers.contains_key(driver), "unknown driver `{driver}` (drivers: {})", crate::driver::ids().join(", "));
+        Ok(ActiveComponents { mappers, matcher: load_one(sandbox, Slot::Matcher, matcher)? })
+    }
+
+    /// The mapper new runs of `driver` get. Every known driver has one.
+    pub fn mapper(&self, driver: &str) -> &Serving {
+        self.mappers.get(driver).unwrap_or_else(|| panic!("no mapper slot for driver `{driver}`"))
     }
 
     pub fn get(&self, slot: Slot) -> &Serving {
         match slot {
-            Slot::MapperClaudeCode => &self.mapper,
+            Slot::Mapper(driver) => self.mapper(driver),
             Slot::Matcher => &self.matcher,
         }
     }
 
     pub fn set(&mut self, slot: Slot, serving: Serving) {
         match slot {
-            Slot::MapperClaudeCode => self.mapper = serving,
+            Slot::Mapper(driver) => {
+                self.mappers.insert(driver, serving);
+            }
             Slot::Matcher => self.matcher = serving,
         }
     }
 
-    /// The digests the heartbeat's `manifest_fingerprint` covers.
-    pub fn digests(&self) -> [&str; 2] {
-        [&self.mapper.component.info.sha256, &self.matcher.component.info.sha256]
+    /// The digests the heartbeat's `manifest_fingerprint` covers, in slot order.
+    pub fn digests(&self) -> Vec<&str> {
+        Slot::all().into_iter().map(|s| self.get(s).component.info.sha256.as_str()).collect()
     }
 
     pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!(Slot::ALL.iter().map(|s| self.get(*s).describe(*s)).collect::<Vec<_>>())
+        serde_json::json!(Slot::all().iter().map(|s| self.get(*s).describe(*s)).collect::<Vec<_>>())
     }
 }
 
 /// The world a slot's components implement.
 pub fn slot_world(slot: Slot) -> World {
     match slot {
-        Slot::MapperClaudeCode => World::Mapper,
+        Slot::Mapper(_) => World::Mapper,
         Slot::Matcher => World::Matcher,
     }
 }
 
-/// The slot a world serves (there is one driver, so one mapper slot).
+/// The driver an unsigned mapper serves when nothing names one (a signed manifest always
+/// names its slot).
+pub const DEFAULT_MAPPER_DRIVER: &str = "claude_code";
+
+/// The slot an unsigned component of `world` serves.
 pub fn world_slot(world: World) -> Slot {
     match world {
-        World::Mapper => Slot::MapperClaudeCode,
+        World::Mapper => Slot::Mapper(DEFAULT_MAPPER_DRIVER),
         World::Matcher => Slot::Matcher,
     }
 }
 
 /// The name and bytes of a slot's built-in component.
-fn builtin_bytes(slot: Slot) -> (&'static str, &'static [u8]) {
+fn builtin_bytes(slot: Slot) -> anyhow::Result<(&'static str, &'static [u8])> {
     match slot {
-        Slot::MapperClaudeCode => (defaults::CLAUDE_CODE_MAPPER_NAME, defaults::CLAUDE_CODE_MAPPER),
-        Slot::Matcher => (defaults::SKILL_RULES_MATCHER_NAME, defaults::SKILL_RULES_MATCHER),
+        Slot::Mapper(id) => {
+            let driver = crate::driver::by_id(id).with_context(|| format!("no driver `{id}`"))?;
+            Ok((driver.mapper.name, driver.mapper.wasm))
+        }
+        Slot::Matcher => Ok((defaults::SKILL_RULES_MATCHER_NAME, defaults::SKILL_RULES_MATCHER)),
     }
 }
 
 /// The built-in component of a slot, its machine code from `cache` when there is one.
 pub fn builtin(sandbox: &Sandbox, slot: Slot, cache: Option<&CodeCache>) -> anyhow::Result<LoadedComponent> {
-    let (name, bytes) = builtin_bytes(slot);
+    let (name, bytes) = builtin_bytes(slot)?;
     let loaded = match cache {
         Some(cache) => sandbox.load_cached(name, bytes, cache).map(|(c, _)| c),
         None => sandbox.load(name, bytes),
     };
     let loaded = loaded.context("the built-in component does not load (a build defect)")?;
-    ensure_world(&loaded, slot_world(slot))?;
+    ensure_world(&loaded, slot)?;
     Ok(loaded)
 }
 
-/// A component file for `world`, named after its file stem.
-fn load_file(sandbox: &Sandbox, world: World, path: &Path) -> anyhow::Result<LoadedComponent> {
+/// A component file for `slot`, named after its file stem.
+fn load_file(sandbox: &Sandbox, slot: Slot, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component file `{}`", path.display()))?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "component".into());
     let loaded = sandbox.load(&name, &bytes)?;
-    ensure_world(&loaded, world)?;
+    ensure_world(&loaded, slot)?;
     Ok(loaded)
 }
 
-fn load_one(sandbox: &Sandbox, world: World, file: Option<&Path>) -> anyhow::Result<Serving> {
+fn load_one(sandbox: &Sandbox, slot: Slot, file: Option<&Path>) -> anyhow::Result<Serving> {
     match file {
-        Some(path) => Ok(Serving { component: load_file(sandbox, world, path)?, version: 0, origin: Origin::File, key_id: None }),
-        None => Ok(Serving::builtin(builtin(sandbox, world_slot(world), None)?)),
+        Some(path) => Ok(Serving { component: load_file(sandbox, slot, path)?, version: 0, origin: Origin::File, key_id: None }),
+        None => Ok(Serving::builtin(builtin(sandbox, slot, None)?)),
     }
 }
 
-fn ensure_world(loaded: &LoadedComponent, world: World) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        loaded.world() == world,
-        "component `{}` implements `{}`, but a {} is needed here (`{}`)",
-        loaded.info.label(),
-        loaded.world().wit_name(),
-        match world {
-            World::Mapper => "mapper",
-            World::Matcher => "matcher",
-        },
-        world.wit_name()
-    );
-    Ok(())
+fn ensure_world(loaded: &LoadedComponent, slot: Slot) -> anyhow::Result<()> {
+    admission::check_world(loaded, slot, None).map_err(|r| anyhow::anyhow!("component `{}` {r}", loaded.info.label()))
 }
 
 /// What a finished run tells the registry: which components served it, and which one (if

@@ -8,13 +8,12 @@
 //! differently, and that is the point of pushing it.
 
 use crate::rules::RuleSet;
-use crate::run::pipeline::to_wit_rule;
 use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance, World};
 
 /// A real transcript (the bundled demo): system init, tool calls, result.
-const SAMPLE_TRANSCRIPT: &str = include_str!("../../../tests/fixtures/demo/success-tools.ndjson");
+const SAMPLE_TRANSCRIPT: &str = include_str!("../../assets/selftest/transcript.ndjson");
 /// Rules in the plan-skills shape: path, content and Bash rules with lookahead.
-const SAMPLE_RULES: &[u8] = include_bytes!("../../../tests/fixtures/rules/demo.json");
+const SAMPLE_RULES: &[u8] = include_bytes!("../../assets/selftest/rules.json");
 
 /// Why a self-test failed: the instance could not be created, or a call faulted.
 #[derive(Debug)]
@@ -43,7 +42,7 @@ pub fn run(component: &LoadedComponent, limits: Limits) -> Result<(), SelfTestEr
 fn mapper(component: &LoadedComponent, limits: Limits) -> Result<(), SelfTestError> {
     let mut instance = MapperInstance::new(component, limits).map_err(SelfTestError::Instantiate)?;
     let call = SelfTestError::Call;
-    instance.begin(&t::RunContext { run_id: "self-test".into(), cwd: None }).map_err(call)?;
+    instance.begin(&crate::sandbox::convert::run_context("self-test", None, "claude_code")).map_err(call)?;
     for line in SAMPLE_TRANSCRIPT.lines() {
         instance.map_line(line.as_bytes()).map_err(call)?;
     }
@@ -55,7 +54,7 @@ fn matcher(component: &LoadedComponent, limits: Limits) -> Result<(), SelfTestEr
     let mut instance = MatcherInstance::new(component, limits).map_err(SelfTestError::Instantiate)?;
     let call = SelfTestError::Call;
     // The sample rules are part of the binary and known to parse.
-    let rules: Vec<m::Rule> = RuleSet::from_plan_skills(SAMPLE_RULES).map(|s| s.rules.iter().map(to_wit_rule).collect()).unwrap_or_default();
+    let rules: Vec<m::Rule> = RuleSet::from_plan_skills(SAMPLE_RULES).map(|s| s.rules.iter().map(Into::into).collect()).unwrap_or_default();
     instance.begin("self-test", &rules).map_err(call)?;
     let subjects = [
         (t::RuleOn::FileEdit, "notes.txt\nhello from the fake model\n"),

@@ -115,7 +115,7 @@ impl Gateway {
             self.state.send_replace(LinkState::Retrying(err));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = crate::gateway::raised(&mut shutdown) => return self.stop(GatewayStop::Shutdown),
+                _ = crate::shutdown::raised(&mut shutdown) => return self.stop(GatewayStop::Shutdown),
             }
         }
     }
@@ -175,7 +175,7 @@ impl Gateway {
                 Err(e) => break SessionEnd::Dropped(format!("write failed: {e}")),
             }
             tokio::select! {
-                _ = crate::gateway::raised(shutdown) => {
+                _ = crate::shutdown::raised(shutdown) => {
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "peer shutting down".into() }))).await;
                     break SessionEnd::Shutdown;
                 }

@@ -16,12 +16,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::lines::Line;
 use super::pipeline::{RunPipeline, RunSpec};
 use super::process::{DriverProcess, ExitInfo, SpawnSpec};
+use super::tree;
 use crate::components::{ActiveComponents, RunReport};
 use crate::gateway::frames::Dispatch;
 use crate::outbox::Outbox;
+use crate::store::{RunGroup, Store};
 use crate::protocol::PeerMessage;
 use crate::rules::Rule;
 use crate::sandbox::{types as t, Limits};
+use crate::driver::probe::GATEWAY_KEYS;
+use crate::driver::{Attribution, Driver, DriverSettings, Launch};
+use crate::sandbox::convert::run_context;
 use crate::secret::ApiKey;
 
 /// SIGTERM → SIGKILL grace for cancel, timeout and shutdown (the protocol's 3 s).
@@ -29,27 +34,27 @@ pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long a process may linger after its terminal message before its group is killed.
 pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
-/// What a live run needs besides its dispatch.
+/// A driver this peer runs: what it is, its local settings, and the attribution its
+/// detection gave at start-up (cached: detection never runs per dispatch).
 #[derive(Clone)]
-pub struct DriverConfig {
-    pub claude_bin: PathBuf,
-    pub plugin_dir: Option<PathBuf>,
+pub struct EnabledDriver {
+    pub driver: &'static Driver,
+    pub settings: DriverSettings,
+    pub attribution: Attribution,
+}
+
+/// What every live run needs besides its dispatch and driver.
+#[derive(Clone)]
+pub struct RunConfig {
     pub api_key: ApiKey,
     pub max_line_bytes: usize,
     pub limits: Limits,
-    /// Extra arguments after the fixed ones (tests use this for `--model` etc.).
-    pub extra_args: Vec<String>,
     /// Where a finished run reports which components served it and whether one faulted
     /// (the registry's quarantine counts these).
     pub reports: Option<mpsc::UnboundedSender<RunReport>>,
 }
 
-/// The store key under which a running run's process group id is kept.
-pub fn pgid_key(run_id: &str) -> String {
-    format!("pgid/{run_id}")
-}
-
-/// The prompt handed to `claude -p`, built from the task.
+/// The prompt handed to the driver's CLI, built from the task (spec §2.1's format).
 pub fn prompt(d: &Dispatch) -> String {
     let mut p = d.task.title.trim().to_string();
     if let Some(desc) = d.task.description.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -67,10 +72,12 @@ pub fn prompt(d: &Dispatch) -> String {
 /// dispatch's `timeout_seconds` bounds the run.
 pub async fn run(
     dispatch: Dispatch,
-    cfg: DriverConfig,
+    driver: Arc<EnabledDriver>,
+    cfg: RunConfig,
     components: ActiveComponents,
     rules: Arc<Vec<Rule>>,
     outbox: Outbox,
+    store: Store,
     mut cancel: watch::Receiver<Option<String>>,
 ) {
     let run_id = dispatch.run_id.clone();
@@ -78,9 +85,12 @@ pub async fn run(
     let (input, inputs) = mpsc::channel::<Input>(256);
     let (done_tx, mut done) = oneshot::channel::<()>();
     let worker = {
-        let (run_id, cwd, outbox, limits, reports) = (run_id.clone(), dispatch.task.repo_path.clone(), outbox.clone(), cfg.limits, cfg.reports.clone());
+        let mut context = run_context(run_id.clone(), dispatch.task.repo_path.clone(), driver.driver.id);
+        let a = driver.attribution.clone();
+        (context.detection, context.provider_id, context.model, context.pricing) = (a.detection, a.provider_id, a.model, a.pricing);
+        let (outbox, limits, reports) = (outbox.clone(), cfg.limits, cfg.reports.clone());
         std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
-            let report = pipeline_thread(run_id, cwd, started_at, &components, rules, limits, outbox, inputs, done_tx);
+            let report = pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx);
             if let Some(reports) = reports {
                 let _ = reports.send(report);
             }
@@ -94,22 +104,23 @@ pub async fn run(
         }
     };
 
-    let spawned = DriverProcess::spawn(spawn_spec(&dispatch, &cfg));
+    let spawned = DriverProcess::spawn(spawn_spec(&dispatch, &driver, &cfg));
     let (mut process, mut stdout) = match spawned {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!(run_id = %run_id, "cannot start claude: {e}");
-            let _ = input.send(Input::Fail(format!("cannot start claude: {e}"), false)).await;
+            let name = driver.driver.display;
+            tracing::error!(run_id = %run_id, driver = driver.driver.id, "cannot start {name}: {e}");
+            let _ = input.send(Input::Fail(format!("cannot start {name}: {e}"), false)).await;
             drop(input);
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
             return;
         }
     };
-    tracing::info!(run_id = %run_id, pid = process.pid(), "run started");
+    tree::register_cli(process.pid());
+    tracing::info!(run_id = %run_id, driver = driver.driver.id, pid = process.pid(), "run started");
     // Recorded so a restarted peer can kill the group if this one dies mid-run.
-    let group_key = pgid_key(&run_id);
-    let record = format!("{} {}", process.pid(), super::process::start_time(process.pid()).unwrap_or(0));
-    if let Err(e) = outbox.store().put(&group_key, record.as_bytes()) {
+    let group = RunGroup { run_id: run_id.clone(), pgid: process.pid(), started: super::process::start_time(process.pid()) };
+    if let Err(e) = store.record_run_group(&group) {
         tracing::warn!(run_id = %run_id, "cannot record the run's process group: {e}");
     }
 
@@ -128,19 +139,19 @@ pub async fn run(
             _ = &mut done => {
                 // The terminal message is out; let the process finish on its own, briefly.
                 if tokio::time::timeout(EXIT_GRACE, process.wait()).await.is_err() {
-                    process.terminate(KILL_GRACE).await;
+                    stop_everything(&run_id, &mut process).await;
                 }
                 break None;
             }
             reason = cancelled(&mut cancel) => {
                 tracing::info!(run_id = %run_id, "cancelling run: {reason}");
-                process.terminate(KILL_GRACE).await;
+                stop_everything(&run_id, &mut process).await;
                 break Some(Input::End(t::EndReason::Cancelled(reason), None));
             }
             _ = &mut deadline => {
                 let secs = timeout.unwrap_or_default();
                 tracing::warn!(run_id = %run_id, "run timed out after {secs} s");
-                process.terminate(KILL_GRACE).await;
+                stop_everything(&run_id, &mut process).await;
                 break Some(Input::End(t::EndReason::TimedOut(secs.min(u32::MAX as u64) as u32), None));
             }
             line = stdout.next() => match line {
@@ -172,9 +183,23 @@ pub async fn run(
     if oversize_reported > 0 {
         tracing::warn!(run_id = %run_id, count = oversize_reported, "oversize stdout lines were skipped");
     }
+    // Whatever the run started and left behind — a background job after a normal exit, a
+    // shell tool in a session of its own — ends with the run (`tree`).
+    tree::forget_cli(process.pid());
+    let leftovers = tree::stop(&run_id, None, None, KILL_GRACE).await;
+    if leftovers > 0 {
+        tracing::warn!(run_id = %run_id, count = leftovers, "stopped processes the run left behind");
+    }
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-    let _ = outbox.store().delete(&group_key);
+    let _ = store.clear_run_group(&run_id);
     tracing::info!(run_id = %run_id, "run finished");
+}
+
+/// SIGTERM to the CLI's group and to every other process of the run at once (some escape
+/// the group), SIGKILL to what is left after the grace.
+async fn stop_everything(run_id: &str, process: &mut DriverProcess) {
+    let pid = process.pid();
+    tokio::join!(process.terminate(KILL_GRACE), tree::stop(run_id, Some(pid), Some(pid), KILL_GRACE));
 }
 
 /// The server's cancel reason, once there is one. A dropped sender never cancels.
@@ -189,22 +214,23 @@ async fn cancelled(rx: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
-fn spawn_spec(d: &Dispatch, cfg: &DriverConfig) -> SpawnSpec {
-    let mut args: Vec<std::ffi::OsString> = vec!["-p".into(), prompt(d).into(), "--output-format".into(), "stream-json".into(), "--verbose".into()];
-    if let Some(dir) = &cfg.plugin_dir {
-        args.push("--plugin-dir".into());
-        args.push(dir.into());
-    }
-    args.extend(cfg.extra_args.iter().map(Into::into));
+fn spawn_spec(d: &Dispatch, driver: &EnabledDriver, cfg: &RunConfig) -> SpawnSpec {
+    let prompt = prompt(d);
+    let command = (driver.driver.command)(&Launch { prompt: &prompt, settings: &driver.settings });
+    let mut env_add = command.env_add;
+    env_add.push(("ORGX_RUN_ID".into(), d.run_id.clone().into()));
     SpawnSpec {
-        program: cfg.claude_bin.clone(),
-        args,
+        program: driver.settings.bin.clone(),
+        args: command.args,
         cwd: d.task.repo_path.as_deref().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
-        // The model's Bash tool must not be able to read the gateway key.
-        env_remove: vec!["ORGX_API_KEY".into()],
-        env_add: vec![("ORGX_RUN_ID".into(), d.run_id.clone().into())],
+        // The model's shell tool must not be able to read the gateway key (spec §6); this is
+        // the host's rule, whatever the driver asks for.
+        env_remove: GATEWAY_KEYS.iter().map(Into::into).collect(),
+        env_add,
         max_line_bytes: cfg.max_line_bytes,
         stderr_tail_bytes: 8 << 10,
+        setting: driver.driver.bin_env.to_string(),
+        install_hint: driver.driver.install_hint.to_string(),
     }
 }
 
@@ -216,8 +242,7 @@ enum Input {
 
 #[allow(clippy::too_many_arguments)]
 fn pipeline_thread(
-    run_id: String,
-    cwd: Option<String>,
+    context: t::RunContext,
     started_at: SystemTime,
     components: &ActiveComponents,
     rules: Arc<Vec<Rule>>,
@@ -226,10 +251,11 @@ fn pipeline_thread(
     mut inputs: mpsc::Receiver<Input>,
     done: oneshot::Sender<()>,
 ) -> RunReport {
+    let run_id = context.run_id.clone();
+    let driver = context.driver.clone();
     let (mut run, first) = RunPipeline::start(RunSpec {
-        run_id: run_id.clone(),
-        cwd,
-        mapper: &components.mapper.component,
+        context,
+        mapper: &components.mapper(&driver).component,
         matcher: &components.matcher.component,
         rules: &rules,
         started_at,

@@ -9,6 +9,7 @@ pub mod live;
 pub mod pipeline;
 pub mod process;
 pub mod replay;
+pub mod tree;
 
 /// Default cap on one stdout line; a longer line is skipped and counted.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;

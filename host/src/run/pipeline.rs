@@ -11,14 +11,17 @@
 
 use std::time::SystemTime;
 
+use crate::time::iso8601;
+
 use crate::protocol::{self as p, PeerMessage};
-use crate::rules::{Rule, RuleOn};
+use crate::rules::Rule;
+use crate::sandbox::convert::provider_ref;
 use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance};
 
 /// What a run needs to start.
 pub struct RunSpec<'a> {
-    pub run_id: String,
-    pub cwd: Option<String>,
+    /// What the mapper is told about its run (its id, working directory, driver, detection).
+    pub context: t::RunContext,
     pub mapper: &'a LoadedComponent,
     pub matcher: &'a LoadedComponent,
     pub rules: &'a [Rule],
@@ -38,17 +41,12 @@ pub struct RunPipeline {
     fault: Option<(String, String)>,
 }
 
-/// An ISO-8601 UTC timestamp with milliseconds, as the protocol carries times.
-pub fn iso8601(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 impl RunPipeline {
     /// Instantiate the run's components and load its rules. A fault here still yields a
     /// well-formed run: the returned messages then hold `task.started` and `task.failed`.
     pub fn start(spec: RunSpec<'_>) -> (RunPipeline, Vec<PeerMessage>) {
         let mut run = RunPipeline {
-            run_id: spec.run_id.clone(),
+            run_id: spec.context.run_id.clone(),
             started_at: iso8601(spec.started_at),
             first_response_at: None,
             started_sent: false,
@@ -67,12 +65,12 @@ impl RunPipeline {
     fn instantiate(&mut self, spec: &RunSpec<'_>) -> Result<(), Fault> {
         let limits = spec.limits;
         let mut mapper = MapperInstance::new(spec.mapper, limits)?;
-        mapper.begin(&t::RunContext { run_id: spec.run_id.clone(), cwd: spec.cwd.clone() })?;
+        mapper.begin(&spec.context)?;
         let mut matcher = MatcherInstance::new(spec.matcher, limits)?;
-        let rules: Vec<m::Rule> = spec.rules.iter().map(to_wit_rule).collect();
-        for w in matcher.begin(&spec.run_id, &rules)? {
+        let rules: Vec<m::Rule> = spec.rules.iter().map(Into::into).collect();
+        for w in matcher.begin(&spec.context.run_id, &rules)? {
             let skill = spec.rules.get(w.index as usize).map_or("?", |r| r.skill_id.as_str());
-            tracing::warn!(run_id = %spec.run_id, component = %matcher.component().label(), skill_id = skill,
+            tracing::warn!(run_id = %spec.context.run_id, component = %matcher.component().label(), skill_id = skill,
                 "rule #{} disabled: {}", w.index, w.message);
         }
         self.mapper = Some(mapper);
@@ -154,7 +152,7 @@ impl RunPipeline {
                 out.push(PeerMessage::Step(p::StepMessage {
                     run_id: self.run_id.clone(),
                     step: p::Step {
-                        kind: from_wit_step_kind(step.kind),
+                        kind: step.kind.into(),
                         summary: step.summary,
                         evidence_ref: step.evidence_ref,
                         confidence: step.confidence,
@@ -169,12 +167,18 @@ impl RunPipeline {
                             evidence_kind: d.evidence_kind,
                             evidence_ref: d.evidence_ref,
                             dedupe_key: d.dedupe_key,
-                            severity: d.severity.map(from_wit_severity),
+                            severity: d.severity.map(Into::into),
                         }));
                     }
                 }
             }
             t::Event::Terminal(terminal) => self.emit_terminal(terminal, out),
+            // Resumable attention needs the v3 protocol path, which this host does not speak
+            // yet: a run that stops to ask a person cannot finish here, and says so.
+            t::Event::Suspended(s) => {
+                let reason = format!("the driver stopped to ask a person (tool `{}`); this peer cannot resume runs yet", s.tool_name);
+                self.emit_terminal(t::Terminal::Failed(t::Failed { reason, recoverable: false }), out)
+            }
         }
         Ok(())
     }
@@ -194,26 +198,15 @@ impl RunPipeline {
         let message = match terminal {
             t::Terminal::Completed(c) => PeerMessage::Completed(p::Completed {
                 run_id: self.run_id.clone(),
-                outcome_kind: match c.outcome_kind {
-                    t::OutcomeKind::Shipped => p::OutcomeKind::Shipped,
-                    t::OutcomeKind::Blocked => p::OutcomeKind::Blocked,
-                    t::OutcomeKind::Abandoned => p::OutcomeKind::Abandoned,
-                    t::OutcomeKind::AwaitingReview => p::OutcomeKind::AwaitingReview,
-                },
+                outcome_kind: c.outcome_kind.into(),
                 started_at: self.started_at.clone(),
                 first_response_at: self.first_response_at.clone(),
                 completed_at: iso8601(SystemTime::now()),
                 tokens_used: c.tokens_used,
-                provider: match c.provider {
-                    t::Provider::Anthropic => p::Provider::Anthropic,
-                    t::Provider::Openai => p::Provider::Openai,
-                    t::Provider::Other => p::Provider::Other,
-                },
-                source_sub_type: match c.source_sub_type {
-                    t::SourceSubType::Subscription => p::SourceSubType::Subscription,
-                    t::SourceSubType::ApiKey => p::SourceSubType::ApiKey,
-                    t::SourceSubType::EnterpriseKey => p::SourceSubType::EnterpriseKey,
-                },
+                provider: c.provider.into(),
+                provider_id: provider_ref(c.provider_id),
+                observed_provider_id: provider_ref(c.observed_provider_id),
+                source_sub_type: c.source_sub_type.into(),
                 source_driver: c.source_driver,
                 cost_estimate_cents: c.cost_estimate_cents,
                 saved_estimate_cents: c.saved_estimate_cents,
@@ -238,36 +231,5 @@ impl RunPipeline {
         if !self.done {
             self.emit_terminal(t::Terminal::Failed(t::Failed { reason: fault.to_string(), recoverable: true }), out);
         }
-    }
-}
-
-/// A plan-skills rule as the matcher's WIT record.
-pub fn to_wit_rule(r: &Rule) -> m::Rule {
-    m::Rule {
-        skill_id: r.skill_id.clone(),
-        pattern: r.pattern.clone(),
-        on: match r.on {
-            RuleOn::FileEdit => t::RuleOn::FileEdit,
-            RuleOn::ToolCall => t::RuleOn::ToolCall,
-        },
-        dedupe_fingerprint: r.dedupe_fingerprint.clone(),
-        evidence_kind: r.evidence_kind.clone(),
-    }
-}
-
-fn from_wit_step_kind(k: t::StepKind) -> p::StepKind {
-    match k {
-        t::StepKind::FileEdit => p::StepKind::FileEdit,
-        t::StepKind::ToolCall => p::StepKind::ToolCall,
-        t::StepKind::Chat => p::StepKind::Chat,
-        t::StepKind::SkillFire => p::StepKind::SkillFire,
-    }
-}
-
-fn from_wit_severity(s: t::Severity) -> p::Severity {
-    match s {
-        t::Severity::Info => p::Severity::Info,
-        t::Severity::Warn => p::Severity::Warn,
-        t::Severity::Error => p::Severity::Error,
     }
 }

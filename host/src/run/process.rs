@@ -27,6 +27,9 @@ pub struct SpawnSpec {
     pub env_add: Vec<(OsString, OsString)>,
     pub max_line_bytes: usize,
     pub stderr_tail_bytes: usize,
+    /// What to do when the program is missing (the driver's install hint and setting).
+    pub setting: String,
+    pub install_hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +40,10 @@ pub enum ExitInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("`{program}` was not found: install Claude Code (npm install -g @anthropic-ai/claude-code) or set ORGX_CLAUDE_BIN to its path")]
-    NotFound { program: String },
-    #[error("`{program}` is not executable (permission denied): check the file's mode or ORGX_CLAUDE_BIN")]
-    PermissionDenied { program: String },
+    #[error("`{program}` was not found: install it ({install_hint}) or set {setting} to its path")]
+    NotFound { program: String, setting: String, install_hint: String },
+    #[error("`{program}` is not executable (permission denied): check the file's mode or {setting}")]
+    PermissionDenied { program: String, setting: String },
     #[error("the task's repo_path `{cwd}` cannot be used as a working directory: {source}")]
     BadCwd { cwd: String, source: std::io::Error },
     #[error("cannot start `{program}`: {source}")]
@@ -67,8 +70,13 @@ impl DriverProcess {
             return Err(SpawnError::BadCwd { cwd: spec.cwd.display().to_string(), source });
         }
         let mut cmd = Command::new(&spec.program);
+        // A shell sets PWD to the directory it starts a program in; the peer's own PWD (where
+        // it was started) would be stale. Some CLIs trust PWD over getcwd(): opencode then
+        // takes the task's repo for an external directory and refuses every edit in it.
+        let pwd = std::fs::canonicalize(&spec.cwd).unwrap_or_else(|_| spec.cwd.clone());
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
+            .env("PWD", &pwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -95,8 +103,10 @@ impl DriverProcess {
             });
         }
         let mut child = cmd.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => SpawnError::NotFound { program: program.clone() },
-            std::io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program: program.clone() },
+            std::io::ErrorKind::NotFound => {
+                SpawnError::NotFound { program: program.clone(), setting: spec.setting.clone(), install_hint: spec.install_hint.clone() }
+            }
+            std::io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() },
             _ => SpawnError::Other { program: program.clone(), source },
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -243,6 +253,8 @@ mod tests {
             env_add: vec![("ADDED_FOR_TEST".into(), "yes".into())],
             max_line_bytes: 1 << 20,
             stderr_tail_bytes: 4096,
+            setting: "ORGX_CLAUDE_BIN".into(),
+            install_hint: "npm install -g @anthropic-ai/claude-code".into(),
         }
     }
 
@@ -260,8 +272,11 @@ mod tests {
     #[tokio::test]
     async fn exit_status_env_and_stderr_tail() {
         std::env::set_var("SECRET_FOR_TEST", "x");
-        let (mut p, mut out) = DriverProcess::spawn(spec("echo ${SECRET_FOR_TEST:-gone} $ADDED_FOR_TEST; echo oops >&2; echo last words >&2; exit 3")).unwrap();
+        let (mut p, mut out) =
+            DriverProcess::spawn(spec("echo ${SECRET_FOR_TEST:-gone} $ADDED_FOR_TEST; echo \"$PWD\"; echo oops >&2; echo last words >&2; exit 3")).unwrap();
         assert_eq!(out.next().await.unwrap(), Some(super::super::lines::Line::Full(b"gone yes".to_vec())));
+        let cwd = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+        assert_eq!(out.next().await.unwrap(), Some(super::super::lines::Line::Full(cwd.display().to_string().into_bytes())), "PWD is the run's directory");
         assert_eq!(p.wait().await, ExitInfo::Code(3));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(p.stderr_tail().as_deref(), Some("last words"));

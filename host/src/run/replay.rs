@@ -19,6 +19,9 @@ use crate::sandbox::{types as t, Limits};
 
 pub struct ReplayOptions {
     pub transcript: PathBuf,
+    /// Whose output the transcript is (a driver id). Replay runs no detection: the mapper
+    /// attributes the run as it would with nothing detected.
+    pub driver: String,
     pub run_id: String,
     pub cwd: Option<String>,
     pub max_line_bytes: usize,
@@ -45,9 +48,8 @@ pub async fn replay(
         .with_context(|| format!("cannot open transcript `{}`", opts.transcript.display()))?;
     let mut reader = LineReader::new(file, opts.max_line_bytes);
     let (mut run, first) = RunPipeline::start(RunSpec {
-        run_id: opts.run_id.clone(),
-        cwd: opts.cwd.clone(),
-        mapper: &components.mapper.component,
+        context: crate::sandbox::convert::run_context(opts.run_id.clone(), opts.cwd.clone(), &opts.driver),
+        mapper: &components.mapper(&opts.driver).component,
         matcher: &components.matcher.component,
         rules,
         started_at: SystemTime::now(),

@@ -9,11 +9,12 @@
 //! never a crash. Pushed bytes are always WebAssembly; there is no way to hand the peer code.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use crate::fsutil::write_atomic;
 use crate::store::Store;
 
 /// Where compiled artifacts live, and the store that vouches for them.
@@ -45,16 +46,12 @@ impl CodeCache {
         self.dir.join(format!("{key}.cwasm"))
     }
 
-    fn integrity_key(key: &str) -> String {
-        format!("cwasm/{key}")
-    }
-
     /// The compiled component for `sha256`, when a sound artifact of ours is cached.
     pub fn get(&self, engine: &wasmtime::Engine, sha256: &str) -> Option<Component> {
         let key = Self::key(engine, sha256);
-        let recorded = self.store.get(&Self::integrity_key(&key)).ok().flatten()?;
+        let recorded = self.store.code_integrity(&key).ok().flatten()?;
         let bytes = std::fs::read(self.path(&key)).ok()?;
-        if hex::encode(Sha256::digest(&bytes)).as_bytes() != recorded.as_slice() {
+        if hex::encode(Sha256::digest(&bytes)) != recorded {
             tracing::warn!(sha256, "compiled-code cache entry is corrupt; recompiling");
             let _ = std::fs::remove_file(self.path(&key));
             return None;
@@ -80,29 +77,10 @@ impl CodeCache {
             .and_then(|bytes| write_atomic(&self.path(&key), &bytes).map(|()| bytes).map_err(|e| e.to_string()))
             .and_then(|bytes| {
                 let digest = hex::encode(Sha256::digest(&bytes));
-                self.store.put(&Self::integrity_key(&key), digest.as_bytes()).map_err(|e| e.to_string())
+                self.store.set_code_integrity(&key, &digest).map_err(|e| e.to_string())
             });
         if let Err(e) = result {
             tracing::warn!(sha256, dir = %self.dir.display(), "cannot cache compiled code: {e}");
         }
     }
-}
-
-/// Write `bytes` to `path` so that a reader sees the old file or the whole new one: a
-/// temporary file in the same directory, fsync'd, renamed over, and the directory fsync'd.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

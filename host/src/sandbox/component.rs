@@ -11,29 +11,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{mapper::MapperComponentPre, matcher::MatcherComponentPre};
+use super::bindings::{v0_1_0, v0_2_0};
 use super::instance::GuestState;
 use super::policy::{self, Refusal};
-
-/// The export that makes a component a mapper / a matcher.
-pub const MAPPER_EXPORT: &str = "orgx:peer/mapper@0.1.0";
-pub const MATCHER_EXPORT: &str = "orgx:peer/matcher@0.1.0";
-
-/// Which world of `wit/orgx-peer.wit` a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    Mapper,
-    Matcher,
-}
-
-impl World {
-    pub fn wit_name(self) -> &'static str {
-        match self {
-            World::Mapper => "orgx:peer/mapper-component@0.1.0",
-            World::Matcher => "orgx:peer/matcher-component@0.1.0",
-        }
-    }
-}
+use super::wit::{WitVersion, World, PACKAGE};
 
 /// What an auditor needs to know about a component, read from its bytes.
 #[derive(Debug, Clone)]
@@ -42,6 +23,8 @@ pub struct ComponentInfo {
     pub sha256: String,
     pub size: usize,
     pub world: Option<World>,
+    /// The WIT version of the world it implements (with `world`).
+    pub wit_version: Option<WitVersion>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub refused_imports: Vec<Refusal>,
@@ -51,6 +34,14 @@ impl ComponentInfo {
     /// `name@sha256:0123abcd`: how logs and errors name a component.
     pub fn label(&self) -> String {
         format!("{}@sha256:{}", self.name, &self.sha256[..12.min(self.sha256.len())])
+    }
+
+    /// The full name of the world it implements, for messages; `none` when it implements none.
+    pub fn world_name(&self) -> String {
+        match (self.world, self.wit_version) {
+            (Some(world), Some(version)) => world.wit_name(version),
+            _ => "none (it exports no orgx:peer interface this peer serves)".into(),
+        }
     }
 }
 
@@ -99,10 +90,23 @@ pub struct LoadedComponent {
     pub(crate) pre: Pre,
 }
 
+/// Linked, ready-to-instantiate bindings, by world and WIT version.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    Mapper(MapperComponentPre<GuestState>),
-    Matcher(MatcherComponentPre<GuestState>),
+    Mapper(MapperPre),
+    Matcher(MatcherPre),
+}
+
+#[derive(Clone)]
+pub(crate) enum MapperPre {
+    V0_1_0(v0_1_0::mapper::MapperComponentPre<GuestState>),
+    V0_2_0(v0_2_0::mapper::MapperComponentPre<GuestState>),
+}
+
+#[derive(Clone)]
+pub(crate) enum MatcherPre {
+    V0_1_0(v0_1_0::matcher::MatcherComponentPre<GuestState>),
+    V0_2_0(v0_2_0::matcher::MatcherComponentPre<GuestState>),
 }
 
 impl LoadedComponent {
@@ -111,6 +115,18 @@ impl LoadedComponent {
             Pre::Mapper(_) => World::Mapper,
             Pre::Matcher(_) => World::Matcher,
         }
+    }
+
+    pub fn wit_version(&self) -> WitVersion {
+        match self.pre {
+            Pre::Mapper(MapperPre::V0_1_0(_)) | Pre::Matcher(MatcherPre::V0_1_0(_)) => WitVersion::V0_1_0,
+            Pre::Mapper(MapperPre::V0_2_0(_)) | Pre::Matcher(MatcherPre::V0_2_0(_)) => WitVersion::V0_2_0,
+        }
+    }
+
+    /// The full name of its world, e.g. `orgx:peer/mapper-component@0.2.0`.
+    pub fn world_name(&self) -> String {
+        self.world().wit_name(self.wit_version())
     }
 }
 
@@ -136,14 +152,9 @@ pub fn describe(engine: &wasmtime::Engine, name: &str, sha256: String, size: usi
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let refused_imports = policy::check_imports(imports.iter().map(String::as_str));
-    let world = if exports.iter().any(|e| e == MAPPER_EXPORT) {
-        Some(World::Mapper)
-    } else if exports.iter().any(|e| e == MATCHER_EXPORT) {
-        Some(World::Matcher)
-    } else {
-        None
-    };
-    ComponentInfo { name: name.to_string(), sha256, size, world, imports, exports, refused_imports }
+    let found = World::of_exports(exports.iter().map(String::as_str));
+    let (world, wit_version) = (found.map(|f| f.0), found.map(|f| f.1));
+    ComponentInfo { name: name.to_string(), sha256, size, world, wit_version, imports, exports, refused_imports }
 }
 
 /// Compile, audit and type-check `bytes` as a component called `name`.
@@ -159,18 +170,28 @@ pub fn admit(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>,
         let list: Vec<String> = info.refused_imports.iter().map(ToString::to_string).collect();
         return Err(fail(LoadStage::Imports, list.join("; ")));
     }
-    let Some(world) = info.world else {
+    let (Some(world), Some(version)) = (info.world, info.wit_version) else {
         return Err(fail(
             LoadStage::World,
-            format!("it exports neither `{MAPPER_EXPORT}` nor `{MATCHER_EXPORT}` (exports: {:?})", info.exports),
+            format!(
+                "it exports neither `{PACKAGE}/mapper` nor `{PACKAGE}/matcher` at a WIT version this peer serves ({}) (exports: {:?})",
+                WitVersion::served_list(),
+                info.exports
+            ),
         ));
     };
     let link_err = |e: wasmtime::Error| fail(LoadStage::Link, format!("{e:#}"));
     let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
-    super::typecheck::check_exports(engine.engine(), &instance_pre, world).map_err(|m| fail(LoadStage::Link, m))?;
-    let pre = match world {
-        World::Mapper => Pre::Mapper(MapperComponentPre::new(instance_pre).map_err(link_err)?),
-        World::Matcher => Pre::Matcher(MatcherComponentPre::new(instance_pre).map_err(link_err)?),
+    super::typecheck::check_exports(engine.engine(), &instance_pre, world, version).map_err(|m| fail(LoadStage::Link, m))?;
+    let pre = match (world, version) {
+        (World::Mapper, WitVersion::V0_1_0) => Pre::Mapper(MapperPre::V0_1_0(v0_1_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?)),
+        (World::Mapper, WitVersion::V0_2_0) => Pre::Mapper(MapperPre::V0_2_0(v0_2_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?)),
+        (World::Matcher, WitVersion::V0_1_0) => {
+            Pre::Matcher(MatcherPre::V0_1_0(v0_1_0::matcher::MatcherComponentPre::new(instance_pre).map_err(link_err)?))
+        }
+        (World::Matcher, WitVersion::V0_2_0) => {
+            Pre::Matcher(MatcherPre::V0_2_0(v0_2_0::matcher::MatcherComponentPre::new(instance_pre).map_err(link_err)?))
+        }
     };
     Ok(LoadedComponent { info: Arc::new(info), engine: engine.clone(), pre })
 }

@@ -13,10 +13,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::mapper::MapperComponent;
-use super::bindings::matcher::{exports::orgx::peer::matcher as m, MatcherComponent};
-use super::bindings::types;
-use super::component::{ComponentInfo, LoadedComponent, Pre};
+use super::bindings::{matcher_types as m, types, v0_1_0, v0_2_0};
+use super::component::{ComponentInfo, LoadedComponent, MapperPre, MatcherPre, Pre};
 use super::guest_log::GuestLog;
 use super::limits::{GuestLimiter, Limits};
 
@@ -147,7 +145,19 @@ impl Guarded {
 /// A mapper instance for one run.
 pub struct MapperInstance {
     guard: Guarded,
-    bindings: MapperComponent,
+    bindings: MapperBindings,
+}
+
+/// An instance's exports, by the WIT version it was built against; older versions' values
+/// are converted at the call (`bindings::v0_1_0`).
+enum MapperBindings {
+    V0_1_0(v0_1_0::mapper::MapperComponent),
+    V0_2_0(v0_2_0::mapper::MapperComponent),
+}
+
+enum MatcherBindings {
+    V0_1_0(v0_1_0::matcher::MatcherComponent),
+    V0_2_0(v0_2_0::matcher::MatcherComponent),
 }
 
 impl MapperInstance {
@@ -161,7 +171,10 @@ impl MapperInstance {
             });
         };
         let mut guard = Guarded::new(component.engine.engine(), component.info.clone(), limits);
-        let bindings = guard.call("instantiate", limits.setup_deadline, |s| pre.instantiate(s))?;
+        let bindings = guard.call("instantiate", limits.setup_deadline, |s| match pre {
+            MapperPre::V0_1_0(pre) => pre.instantiate(s).map(MapperBindings::V0_1_0),
+            MapperPre::V0_2_0(pre) => pre.instantiate(s).map(MapperBindings::V0_2_0),
+        })?;
         Ok(MapperInstance { guard, bindings })
     }
 
@@ -172,13 +185,19 @@ impl MapperInstance {
     pub fn begin(&mut self, ctx: &types::RunContext) -> Result<(), Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.setup_deadline;
-        self.guard.call("begin", d, |s| b.orgx_peer_mapper().call_begin(s, ctx))
+        self.guard.call("begin", d, |s| match b {
+            MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_begin(s, &ctx.into()),
+            MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_begin(s, ctx),
+        })
     }
 
     pub fn map_line(&mut self, line: &[u8]) -> Result<Vec<types::Event>, Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.call_deadline;
-        let events = self.guard.call("map-line", d, |s| b.orgx_peer_mapper().call_map_line(s, line))?;
+        let events = self.guard.call("map-line", d, |s| match b {
+            MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_map_line(s, line).map(|e| e.into_iter().map(Into::into).collect()),
+            MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_map_line(s, line),
+        })?;
         let size = events.iter().map(event_bytes).sum();
         self.guard.check_output("map-line", size)?;
         Ok(events)
@@ -187,7 +206,10 @@ impl MapperInstance {
     pub fn end(&mut self, reason: &types::EndReason, stderr_tail: Option<&str>) -> Result<types::Terminal, Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.call_deadline;
-        let t = self.guard.call("end", d, |s| b.orgx_peer_mapper().call_end(s, reason, stderr_tail))?;
+        let t = self.guard.call("end", d, |s| match b {
+            MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_end(s, &reason.into(), stderr_tail).map(Into::into),
+            MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_end(s, reason, stderr_tail),
+        })?;
         let size = terminal_bytes(&t);
         self.guard.check_output("end", size)?;
         Ok(t)
@@ -197,7 +219,7 @@ impl MapperInstance {
 /// A matcher instance for one run.
 pub struct MatcherInstance {
     guard: Guarded,
-    bindings: MatcherComponent,
+    bindings: MatcherBindings,
 }
 
 impl MatcherInstance {
@@ -211,7 +233,10 @@ impl MatcherInstance {
             });
         };
         let mut guard = Guarded::new(component.engine.engine(), component.info.clone(), limits);
-        let bindings = guard.call("instantiate", limits.setup_deadline, |s| pre.instantiate(s))?;
+        let bindings = guard.call("instantiate", limits.setup_deadline, |s| match pre {
+            MatcherPre::V0_1_0(pre) => pre.instantiate(s).map(MatcherBindings::V0_1_0),
+            MatcherPre::V0_2_0(pre) => pre.instantiate(s).map(MatcherBindings::V0_2_0),
+        })?;
         Ok(MatcherInstance { guard, bindings })
     }
 
@@ -222,7 +247,13 @@ impl MatcherInstance {
     pub fn begin(&mut self, run_id: &str, rules: &[m::Rule]) -> Result<Vec<m::RuleWarning>, Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.setup_deadline;
-        let w = self.guard.call("begin", d, |s| b.orgx_peer_matcher().call_begin(s, run_id, rules))?;
+        let w = self.guard.call("begin", d, |s| match b {
+            MatcherBindings::V0_1_0(b) => {
+                let rules: Vec<_> = rules.iter().map(Into::into).collect();
+                b.orgx_peer_matcher().call_begin(s, run_id, &rules).map(|w| w.into_iter().map(Into::into).collect())
+            }
+            MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_begin(s, run_id, rules),
+        })?;
         let size = w.iter().map(|w| w.message.len()).sum();
         self.guard.check_output("begin", size)?;
         Ok(w)
@@ -231,7 +262,12 @@ impl MatcherInstance {
     pub fn check(&mut self, subject: &types::MatchSubject, evidence_ref: &str) -> Result<Vec<m::Deviation>, Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.call_deadline;
-        let devs = self.guard.call("check", d, |s| b.orgx_peer_matcher().call_check(s, subject, evidence_ref))?;
+        let devs = self.guard.call("check", d, |s| match b {
+            MatcherBindings::V0_1_0(b) => {
+                b.orgx_peer_matcher().call_check(s, &subject.into(), evidence_ref).map(|d| d.into_iter().map(Into::into).collect())
+            }
+            MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_check(s, subject, evidence_ref),
+        })?;
         let size = devs
             .iter()
             .map(|d| d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len())
@@ -251,12 +287,22 @@ fn event_bytes(e: &types::Event) -> usize {
                 + s.subject.as_ref().map_or(0, |m| m.text.len())
         }
         types::Event::Terminal(t) => terminal_bytes(t),
+        types::Event::Suspended(s) => {
+            s.session_handle.as_ref().map_or(0, String::len) + s.tool_use_id.len() + s.tool_name.len() + s.tool_input.len()
+        }
     }
 }
 
 fn terminal_bytes(t: &types::Terminal) -> usize {
     match t {
-        types::Terminal::Completed(c) => c.source_driver.len(),
+        types::Terminal::Completed(c) => c.source_driver.len() + provider_ref_bytes(&c.provider_id) + provider_ref_bytes(&c.observed_provider_id),
         types::Terminal::Failed(f) => f.reason.len(),
+    }
+}
+
+fn provider_ref_bytes(r: &types::ProviderRef) -> usize {
+    match r {
+        types::ProviderRef::Id(id) => id.len(),
+        types::ProviderRef::Absent | types::ProviderRef::Unknown => 0,
     }
 }

@@ -39,10 +39,13 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// A deadline as a count of epoch ticks (at least one, rounded up).
+    /// A deadline as a count of epoch ticks: rounded up, plus one. The first tick after a
+    /// deadline is set can come at any instant of the current tick period, so N ticks last
+    /// anywhere in ((N-1)·tick, N·tick]; one extra tick makes a call never stop before its
+    /// deadline, and at most one tick (plus scheduling) after it.
     pub fn ticks(deadline: Duration) -> u64 {
         let tick = EPOCH_TICK.as_nanos();
-        (deadline.as_nanos().div_ceil(tick)).max(1) as u64
+        deadline.as_nanos().div_ceil(tick) as u64 + 1
     }
 }
 
@@ -93,11 +96,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_round_up_and_are_never_zero() {
+    fn ticks_round_up_plus_one_so_no_deadline_fires_early() {
         assert_eq!(Limits::ticks(Duration::ZERO), 1);
-        assert_eq!(Limits::ticks(Duration::from_millis(1)), 1);
-        assert_eq!(Limits::ticks(Duration::from_millis(5)), 1);
-        assert_eq!(Limits::ticks(Duration::from_millis(6)), 2);
-        assert_eq!(Limits::ticks(Duration::from_secs(2)), 400);
+        assert_eq!(Limits::ticks(Duration::from_millis(1)), 2);
+        assert_eq!(Limits::ticks(Duration::from_millis(5)), 2);
+        assert_eq!(Limits::ticks(Duration::from_millis(6)), 3);
+        assert_eq!(Limits::ticks(Duration::from_secs(2)), 401);
+        for ms in [1u64, 4, 5, 199, 200, 201, 2000] {
+            let d = Duration::from_millis(ms);
+            // The worst case: the first tick comes at once, then (ticks - 1) whole periods.
+            assert!(EPOCH_TICK * (Limits::ticks(d) - 1) as u32 >= d, "{ms} ms");
+        }
     }
 }

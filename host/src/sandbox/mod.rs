@@ -5,12 +5,14 @@
 //! `limits` (time/memory/output bounds), `engine` (the shared engine and epoch ticker),
 //! `component` (loading and inspection), `typecheck` (the exports against the WIT, before
 //! any instance exists), `instance` (bounded calls), `guest_log` (guest
-//! stdio into the log), `bindings` (generated from `wit/`), `defaults` (the built-in
+//! stdio into the log), `bindings` (generated from `wit/`, one module per served version), `wit` (the
+//! served versions and every name built from them), `defaults` (the built-in
 //! components).
 
 mod bindings;
 pub mod cache;
 pub mod component;
+pub mod convert;
 pub mod defaults;
 mod engine;
 mod guest_log;
@@ -18,15 +20,16 @@ pub mod instance;
 pub mod limits;
 pub mod policy;
 mod typecheck;
+pub mod wit;
 
 use wasmtime::component::Linker;
 
-pub use bindings::matcher::exports::orgx::peer::matcher as matcher_types;
-pub use bindings::types;
+pub use bindings::{matcher_types, types};
 pub use cache::{CodeCache, CodeSource};
-pub use component::{ComponentInfo, LoadError, LoadStage, LoadedComponent, World};
+pub use component::{ComponentInfo, LoadError, LoadStage, LoadedComponent};
 pub use instance::{Fault, FaultKind, GuestState, MapperInstance, MatcherInstance};
 pub use limits::Limits;
+pub use wit::{WitVersion, World};
 
 /// The engine, the linker with the allowed imports, and the limits for new instances.
 #[derive(Clone)]

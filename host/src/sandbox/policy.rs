@@ -15,7 +15,7 @@ use std::fmt;
 
 /// The interfaces a component may import, and the version range the host serves for each.
 pub const ALLOWED_IMPORTS: &[(&str, &str, VersionRule)] = &[
-    ("orgx:peer", "types", VersionRule::Exact("0.1.0")),
+    ("orgx:peer", "types", VersionRule::Wit),
     ("wasi:cli", "environment", VersionRule::Wasi02),
     ("wasi:cli", "exit", VersionRule::Wasi02),
     ("wasi:cli", "stdin", VersionRule::Wasi02),
@@ -42,8 +42,8 @@ pub const ALLOWED_IMPORTS: &[(&str, &str, VersionRule)] = &[
 /// Which versions of an interface the host serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionRule {
-    /// Exactly this version.
-    Exact(&'static str),
+    /// A WIT version of `orgx:peer` the host serves (`wit::WitVersion::SERVED`), exactly.
+    Wit,
     /// WASI 0.2.x, any patch release: the linker serves them all through semver matching.
     Wasi02,
 }
@@ -80,7 +80,7 @@ pub fn check_import(name: &str) -> Result<(), Refusal> {
         return refuse("the interface is not on the sandbox allowlist (see docs/sandbox.md)");
     };
     let served = match rule {
-        VersionRule::Exact(v) => version == v,
+        VersionRule::Wit => super::wit::WitVersion::parse(version).is_some(),
         VersionRule::Wasi02 => parse_wasi_02_patch(version).is_some(),
     };
     if served {
@@ -119,6 +119,7 @@ mod tests {
             ("wasi:random/insecure-seed@0.2.4", true),
             ("wasi:filesystem/preopens@0.2.0", true),
             ("orgx:peer/types@0.1.0", true),
+            ("orgx:peer/types@0.2.0", true),
             // Capabilities that reach outside the sandbox.
             ("wasi:sockets/tcp@0.2.0", false),
             ("wasi:sockets/ip-name-lookup@0.2.0", false),
@@ -128,7 +129,9 @@ mod tests {
             ("wasi:keyvalue/store@0.2.0-draft", false),
             // Unknown packages, including look-alikes.
             ("orgx:peer/host@0.1.0", false),
-            ("orgx:peer/types@0.2.0", false),
+            ("orgx:peer/types@0.3.0", false),
+            ("orgx:peer/types@0.2", false),
+            ("orgx:peer/types@0.2.0-rc1", false),
             ("orgx:peer/types@0.1.0-rc1", false),
             ("orgx:peerx/types@0.1.0", false),
             ("evil:wasi/cli@0.2.0", false),

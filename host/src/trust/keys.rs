@@ -219,7 +219,7 @@ mod tests {
         stranger_manifest.key_id = signer.public().id();
         type Case = (&'static str, Manifest, String, fn(&SignatureError) -> bool);
         let bumped = Manifest { version: 2, ..m.clone() };
-        let other_slot = Manifest { slot: Slot::MapperClaudeCode, ..m.clone() };
+        let other_slot = Manifest { slot: Slot::Mapper("claude_code"), ..m.clone() };
         let other_digest = Manifest { sha256: "d".repeat(64), ..m.clone() };
         let table: Vec<Case> = vec![
             ("empty signature", m.clone(), String::new(), |e| *e == SignatureError::Unsigned),

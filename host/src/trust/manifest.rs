@@ -16,31 +16,34 @@ pub const CANONICAL_HEADER: &str = "orgx-peer component manifest v1";
 /// Where a component serves. New runs of a slot use its active component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Slot {
-    /// The stream-json mapper of the `claude_code` driver.
-    MapperClaudeCode,
+    /// The output mapper of one driver, by its protocol id: `mapper:<driver>`.
+    Mapper(&'static str),
     /// The skill-rule matcher.
     Matcher,
 }
 
 impl Slot {
-    pub const ALL: [Slot; 2] = [Slot::MapperClaudeCode, Slot::Matcher];
+    /// One mapper slot per known driver, then the matcher.
+    pub fn all() -> Vec<Slot> {
+        crate::driver::ALL.iter().map(|d| Slot::Mapper(d.id)).chain([Slot::Matcher]).collect()
+    }
 
     /// The wire name, as in `component.push` and the acknowledgements.
     pub fn as_str(self) -> &'static str {
         match self {
-            Slot::MapperClaudeCode => "mapper:claude_code",
+            Slot::Mapper(id) => crate::driver::by_id(id).map_or("mapper:unknown", |d| d.slot),
             Slot::Matcher => "matcher",
         }
     }
 
     pub fn parse(s: &str) -> Option<Slot> {
-        Slot::ALL.into_iter().find(|slot| slot.as_str() == s)
+        Slot::all().into_iter().find(|slot| slot.as_str() == s)
     }
 
     /// The WIT world (without version) a component in this slot must implement.
     pub fn world(self) -> &'static str {
         match self {
-            Slot::MapperClaudeCode => "orgx:peer/mapper-component",
+            Slot::Mapper(_) => "orgx:peer/mapper-component",
             Slot::Matcher => "orgx:peer/matcher-component",
         }
     }
@@ -193,7 +196,7 @@ mod tests {
         let base = good().canonical().unwrap();
         type Edit = fn(&mut Manifest);
         let edits: &[Edit] = &[
-            |m| m.slot = Slot::MapperClaudeCode,
+            |m| m.slot = Slot::Mapper("claude_code"),
             |m| m.name = "other".into(),
             |m| m.version = 4,
             |m| m.sha256 = "b".repeat(64),
@@ -211,10 +214,14 @@ mod tests {
 
     #[test]
     fn slots_round_trip_and_unknown_fields_are_refused() {
-        for slot in Slot::ALL {
+        for slot in Slot::all() {
             assert_eq!(Slot::parse(slot.as_str()), Some(slot));
         }
-        assert_eq!(Slot::parse("mapper:codex"), None);
+        let names: Vec<&str> = Slot::all().iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["mapper:claude_code", "mapper:codex", "mapper:opencode", "matcher"]);
+        for unknown in ["mapper:cursor", "mapper:", "mapper", "Matcher", "mapper:codex ", " matcher", "mapper:claude-code"] {
+            assert_eq!(Slot::parse(unknown), None, "{unknown:?}");
+        }
         let mut v = serde_json::to_value(good()).unwrap();
         v["signed_by_admin"] = serde_json::json!(true);
         assert!(serde_json::from_value::<Manifest>(v).is_err());

@@ -20,7 +20,28 @@ pub struct Envelope {
     pub signature: String,
 }
 
+/// Why a `.sig` file next to a component could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("cannot read `{path}`: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error("`{path}` is not a signature file: {reason}")]
+    Malformed { path: String, reason: String },
+}
+
 impl Envelope {
+    /// The `.sig` next to `wasm`: `None` when there is none (an unsigned component). The one
+    /// reader of signature files: the local directory, `plugin verify` and `inspect` use it.
+    pub fn read_sidecar(wasm: &std::path::Path) -> Result<Option<Envelope>, SidecarError> {
+        let path = Envelope::sidecar_path(wasm);
+        let shown = || path.display().to_string();
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SidecarError::Unreadable { path: shown(), source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| SidecarError::Malformed { path: shown(), reason: e.to_string() }),
+        }
+    }
+
     /// The signature file that travels next to `component.wasm`: `component.wasm.sig`.
     pub fn sidecar_path(wasm: &std::path::Path) -> std::path::PathBuf {
         let mut name = wasm.as_os_str().to_owned();

@@ -79,7 +79,8 @@ pub fn redact_credentials(text: &str) -> String {
     let mut rest = text;
     'scan: while !rest.is_empty() {
         // (prefix, the characters of what follows it, how many make a credential)
-        let rules: [(&str, fn(char) -> bool, usize); 4] =
+        type Rule = (&'static str, fn(char) -> bool, usize);
+        let rules: [Rule; 4] =
             [("Bearer ", token_char, 1), ("bearer.", token_char, 1), ("oxk_", key_char, 1), ("sk-", key_char, 8)];
         for (prefix, allowed, min) in rules {
             if let Some(after) = rest.strip_prefix(prefix) {

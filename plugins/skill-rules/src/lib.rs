@@ -8,15 +8,23 @@
 //! occurs — plus the few with no literal — run their regex.
 
 mod literal;
-pub mod types;
-
-#[cfg(target_arch = "wasm32")]
-mod component;
 
 use aho_corasick::AhoCorasick;
 
 pub use literal::required_literals;
-pub use types::*;
+pub use orgx_peer_sdk::types::{Deviation, MatchSubject, Rule, RuleOn, RuleWarning, Severity};
+
+orgx_peer_sdk::export_matcher!(Matcher);
+
+impl orgx_peer_sdk::Matcher for Matcher {
+    fn begin(run_id: &str, rules: Vec<Rule>) -> (Matcher, Vec<RuleWarning>) {
+        Matcher::new(run_id, rules)
+    }
+
+    fn check(&mut self, subject: &MatchSubject, evidence_ref: &str) -> Vec<Deviation> {
+        Matcher::check(self, subject.on, &subject.text, evidence_ref)
+    }
+}
 
 struct Compiled {
     regex: regress::Regex,

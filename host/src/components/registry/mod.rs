@@ -11,29 +11,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Mutex;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::components::admission::{self, Precheck, Rejection, SlotView, Stage};
 use crate::components::files::ComponentFiles;
-use crate::components::{builtin, selftest, slot_world, world_slot, ActiveComponents, Origin, Serving};
-use crate::gateway::frames::ComponentPush;
-use crate::http::Api;
-use crate::protocol::{self as p, PeerMessage};
-use crate::sandbox::{CodeCache, CodeSource, LoadStage, LoadedComponent, Sandbox};
+use crate::components::{builtin, ActiveComponents, Origin, Serving};
+use crate::sandbox::{CodeCache, CodeSource, LoadedComponent, Sandbox};
 use crate::store::Store;
 use crate::trust::{Envelope, Manifest, Slot, TrustedKeys};
 
-/// Default for `ORGX_MAX_COMPONENT_BYTES`.
 mod quarantine;
 mod restore;
 
+pub use quarantine::Quarantined;
 use restore::rebuilt;
 
+/// Default for `ORGX_MAX_COMPONENT_BYTES`.
 pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 16 << 20;
 /// Consecutive faulting runs after which a component is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
@@ -108,16 +104,6 @@ pub struct Registry {
     admitting: Mutex<()>,
 }
 
-fn slot_key(slot: Slot) -> String {
-    format!("components/slot/{slot}")
-}
-
-const QUARANTINE_PREFIX: &str = "components/quarantine/";
-
-fn quarantine_key(sha256: &str) -> String {
-    format!("{QUARANTINE_PREFIX}{sha256}")
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -129,19 +115,19 @@ impl Registry {
         let files = ComponentFiles::new(cfg.data_dir.join("components"));
         let cache = CodeCache::new(cfg.data_dir.join("components").join("cache"), store.clone());
         let mut builtins = BTreeMap::new();
-        for slot in Slot::ALL {
+        for slot in Slot::all() {
             builtins.insert(slot, builtin(&sandbox, slot, Some(&cache))?);
         }
         let initial = ActiveComponents {
-            mapper: Serving::builtin(builtins[&Slot::MapperClaudeCode].clone()),
+            mappers: crate::driver::ALL.iter().map(|d| (d.id, Serving::builtin(builtins[&Slot::Mapper(d.id)].clone()))).collect(),
             matcher: Serving::builtin(builtins[&Slot::Matcher].clone()),
         };
         let (active, _) = watch::channel(initial);
         let registry = Registry { sandbox, store, files, cache, cfg, builtins, active, state: Mutex::default(), admitting: Mutex::default() };
         let mut state = State::default();
         let stored = registry.files.manifests();
-        for slot in Slot::ALL {
-            let mut record = match registry.store.get(&slot_key(slot))? {
+        for slot in Slot::all() {
+            let mut record = match registry.store.slot_record(slot.as_str())? {
                 Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                     tracing::error!(slot = %slot, "the slot's record is corrupt ({e}); rebuilding it from the stored components");
                     rebuilt(slot, &stored)
@@ -157,7 +143,7 @@ impl Registry {
             state.slots.insert(slot, record);
         }
         *lock(&registry.state) = state;
-        for slot in Slot::ALL {
+        for slot in Slot::all() {
             let a = registry.active.borrow();
             let s = a.get(slot);
             tracing::info!(slot = %slot, name = %s.component.info.name, version = s.version, origin = s.origin.as_str(), "component serving");
@@ -173,86 +159,42 @@ impl Registry {
         self.active.borrow().clone()
     }
 
+    pub fn max_component_bytes(&self) -> u64 {
+        self.cfg.max_component_bytes
+    }
+
     pub fn trusted_key_ids(&self) -> Vec<String> {
         self.cfg.trusted.ids()
     }
 
     pub fn quarantined(&self) -> Vec<String> {
-        let entries = self.store.scan_prefix(QUARANTINE_PREFIX).unwrap_or_default();
-        entries.into_iter().map(|(k, _)| k[QUARANTINE_PREFIX.len()..].to_string()).collect()
+        self.store.quarantined().unwrap_or_default()
     }
 
     fn is_quarantined(&self, sha256: &str) -> bool {
-        self.store.get(&quarantine_key(sha256)).ok().flatten().is_some()
+        self.store.is_quarantined(sha256).unwrap_or(false)
     }
 
-    /// The manifest-only stages for a signed candidate, against the slot as it is now.
-    fn precheck(&self, envelope: &Envelope) -> Result<Precheck, Rejection> {
+    /// The manifest-only stages for a signed candidate, against the slot as it is now: the
+    /// edge runs them before it fetches a single byte of a push.
+    pub fn precheck(&self, envelope: &Envelope) -> Result<Precheck, Rejection> {
         let m = &envelope.manifest;
         let floor = lock(&self.state).slots.get(&m.slot).map_or(0, |r| r.floor);
         let quarantined = self.is_quarantined(&m.sha256);
         let active = self.active.borrow();
         let serving = active.get(m.slot);
         let view = SlotView { floor, active: (serving.version, &serving.component.info.sha256), quarantined };
-        admission::precheck(m, &envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, view)
+        admission::precheck(m, &envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, Some(view))
     }
 
-    /// Answer a `component.push`: every stage, then the acknowledgement to send.
-    pub async fn admit_push(self: &Arc<Self>, push: ComponentPush, api: Option<&Api>) -> PeerMessage {
-        let started = Instant::now();
-        let manifest: Result<Manifest, Rejection> =
-            serde_json::from_value(push.manifest.clone()).map_err(|e| Rejection::new(Stage::Manifest, format!("`manifest` is malformed: {e}")));
-        let component = match &manifest {
-            Ok(m) => p::ComponentRef { slot: m.slot.to_string(), name: m.name.clone(), version: m.version, sha256: m.sha256.clone() },
-            Err(_) => p::ComponentRef::default(),
-        };
-        let result = match manifest {
-            Ok(manifest) => self.admit_pushed(&push, Envelope { manifest, signature: push.signature.clone().unwrap_or_default() }, api).await,
-            Err(r) => Err(r),
-        };
-        let ms = started.elapsed().as_millis() as u64;
-        let (status, stage, reason) = match &result {
-            Ok(a) => {
-                tracing::info!(push_id = %push.push_id, slot = %a.slot, name = %a.name, version = a.version, ms, cached = a.cached, changed = a.changed, "pushed component activated");
-                (p::AckStatus::Activated, None, None)
-            }
-            Err(r) => {
-                tracing::warn!(push_id = %push.push_id, slot = %component.slot, name = %component.name, version = component.version, ms, "pushed component {r}");
-                (p::AckStatus::Rejected, Some(r.stage.as_str().to_string()), Some(r.reason.clone()))
-            }
-        };
-        PeerMessage::ComponentAck(p::ComponentAck { push_id: push.push_id, component, status, stage, reason })
+    /// Admit a pushed component whose manifest passed [`Registry::precheck`] and whose bytes
+    /// arrived. Blocking (it compiles).
+    pub fn admit_pushed(&self, envelope: Envelope, bytes: Vec<u8>) -> Result<Admitted, Rejection> {
+        self.admit_bytes(Some(envelope), Origin::Pushed, None, bytes)
     }
 
-    async fn admit_pushed(self: &Arc<Self>, push: &ComponentPush, envelope: Envelope, api: Option<&Api>) -> Result<Admitted, Rejection> {
-        if let Precheck::AlreadyActive { .. } = self.precheck(&envelope)? {
-            return Ok(self.unchanged(&envelope.manifest));
-        }
-        let max = self.cfg.max_component_bytes;
-        let bytes = match (&push.bytes_base64, &push.url) {
-            (Some(b64), None) => {
-                // base64 is 4/3 of the bytes: refuse an oversize body before decoding it.
-                if (b64.len() as u64) / 4 * 3 > max + 3 {
-                    return Err(Rejection::new(Stage::Size, format!("the inline body is over the {max}-byte limit")));
-                }
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| Rejection::new(Stage::Manifest, format!("`bytes_base64` is not base64: {e}")))?
-            }
-            (None, Some(url)) => {
-                let api = api.ok_or_else(|| Rejection::new(Stage::Fetch, "this peer has no server connection to fetch from"))?;
-                let url = api.base.same_base(url).map_err(|e| Rejection::new(Stage::Fetch, e))?;
-                api.fetch_component(url, max).await.map_err(|e| Rejection::new(Stage::Fetch, e.to_string()))?
-            }
-            _ => return Err(Rejection::new(Stage::Manifest, "exactly one of `bytes_base64` and `url` is required")),
-        };
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.admit_bytes(Some(envelope), Origin::Pushed, None, bytes))
-            .await
-            .unwrap_or_else(|e| Err(Rejection::new(Stage::Compile, format!("admission crashed: {e}"))))
-    }
-
-    fn unchanged(&self, m: &Manifest) -> Admitted {
+    /// What admitting exactly the active component again did: nothing.
+    pub fn unchanged(&self, m: &Manifest) -> Admitted {
         Admitted { slot: m.slot, name: m.name.clone(), version: m.version, sha256: m.sha256.clone(), cached: true, changed: false }
     }
 
@@ -285,34 +227,12 @@ impl Registry {
             None => None,
         };
         let manifest = envelope.as_ref().map(|e| &e.manifest);
-        admission::check_bytes(manifest, &bytes, self.cfg.max_component_bytes)?;
         let name = manifest.map_or(dev_name.unwrap_or("dev"), |m| m.name.as_str());
-        let (component, code) = self.sandbox.load_cached(name, &bytes, &self.cache).map_err(|e| {
-            let stage = match e.stage {
-                LoadStage::Compile => Stage::Compile,
-                LoadStage::Imports => Stage::Imports,
-                LoadStage::World => Stage::World,
-                LoadStage::Link => Stage::Link,
-            };
-            Rejection::new(stage, e.message)
-        })?;
-        let slot = match manifest {
-            Some(m) => m.slot,
-            None => world_slot(component.world()),
-        };
-        if component.world() != slot_world(slot) {
-            return Err(Rejection::new(Stage::World, format!("the bytes implement `{}`, but slot `{slot}` needs `{}`", component.world().wit_name(), slot_world(slot).wit_name())));
-        }
+        // Stored bytes passed the self-test when they were admitted.
+        let stored = manifest.is_some_and(|m| self.files.has_intact(&m.sha256));
+        let loader = admission::Loader { sandbox: &self.sandbox, cache: Some(&self.cache), max_bytes: self.cfg.max_component_bytes };
+        let admission::Loaded { component, slot, code } = admission::load(&loader, admission::Path::Live, manifest, name, &bytes, stored)?;
         let sha256 = component.info.sha256.clone();
-        // Stored bytes passed this self-test when they were admitted; the same code on the
-        // same input under the same limits would again.
-        let stored = self.files.has_intact(&sha256);
-        if !stored {
-            selftest::run(&component, self.sandbox.limits()).map_err(|e| match e {
-                selftest::SelfTestError::Instantiate(f) => Rejection::new(Stage::Instantiate, f.to_string()),
-                selftest::SelfTestError::Call(f) => Rejection::new(Stage::SelfTest, f.to_string()),
-            })?;
-        }
         let version = manifest.map_or(0, |m| m.version);
         if let Some(e) = &envelope {
             self.files.put(e, (!stored).then_some(&bytes[..])).map_err(|e| Rejection::new(Stage::Store, e))?;
@@ -320,7 +240,7 @@ impl Registry {
             let record = state.slots.entry(slot).or_default();
             record.remember(HistoryEntry { sha256: sha256.clone(), version, origin });
             let json = serde_json::to_vec(record).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
-            self.store.put(&slot_key(slot), &json).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
+            self.store.set_slot_record(slot.as_str(), &json).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
         }
         let admitted = Admitted { slot, name: name.to_string(), version, sha256, cached: code == CodeSource::Cached, changed: true };
         self.active.send_modify(|a| a.set(slot, Serving { component, version, origin, key_id }));

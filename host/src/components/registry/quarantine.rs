@@ -5,15 +5,24 @@
 //! are the component's. The slot falls back to its newest good stored version, else the
 //! built-in; the digest is marked in the store so a restart does not bring it back.
 
-use super::{lock, quarantine_key, Registry, QUARANTINE_AFTER};
-use crate::components::{Origin, RunReport, Serving};
-use crate::protocol::{self as p, PeerMessage};
+use super::{lock, Registry, QUARANTINE_AFTER};
+use crate::components::{ComponentId, Origin, RunReport};
 use crate::trust::Slot;
+
+/// A component taken out of service, and what serves its slot instead: the edge tells the
+/// server (`component.quarantined`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub component: ComponentId,
+    pub faults: u32,
+    pub reason: String,
+    pub fallback: ComponentId,
+}
 
 impl Registry {
     /// Count a finished run; quarantine a component after [`QUARANTINE_AFTER`] consecutive
-    /// faulting runs. Returns the message that tells the server.
-    pub fn on_run_report(&self, report: &RunReport) -> Option<PeerMessage> {
+    /// faulting runs. Returns what was quarantined, for the server.
+    pub fn on_run_report(&self, report: &RunReport) -> Option<Quarantined> {
         let mut to_quarantine = None;
         {
             let mut state = lock(&self.state);
@@ -36,33 +45,27 @@ impl Registry {
         self.quarantine(&sha, faults, &reason)
     }
 
-    fn quarantine(&self, sha256: &str, faults: u32, reason: &str) -> Option<PeerMessage> {
+    fn quarantine(&self, sha256: &str, faults: u32, reason: &str) -> Option<Quarantined> {
         let _one_at_a_time = lock(&self.admitting);
-        let slot = Slot::ALL.into_iter().find(|s| self.active.borrow().get(*s).component.info.sha256 == sha256)?;
+        let slot = Slot::all().into_iter().find(|s| self.active.borrow().get(*s).component.info.sha256 == sha256)?;
         let current = self.active.borrow().get(slot).clone();
         if current.origin == Origin::BuiltIn {
             tracing::error!(slot = %slot, "the built-in component keeps faulting ({faults} runs in a row); there is nothing to fall back to: {reason}");
             return None;
         }
-        if let Err(e) = self.store.put(&quarantine_key(sha256), reason.as_bytes()) {
+        if let Err(e) = self.store.quarantine(sha256, reason) {
             tracing::error!(sha256, "cannot record the quarantine: {e}");
         }
         let record = lock(&self.state).slots.get(&slot).cloned().unwrap_or_default();
         let fallback = self.newest_good(slot, &record, Some(sha256));
         lock(&self.state).faults.remove(sha256);
-        let to_ref = |s: &Serving| p::ComponentRef {
-            slot: slot.to_string(),
-            name: s.component.info.name.clone(),
-            version: s.version,
-            sha256: s.component.info.sha256.clone(),
-        };
-        let message = p::ComponentQuarantined { component: to_ref(&current), faults, reason: reason.to_string(), fallback: to_ref(&fallback) };
+        let quarantined = Quarantined { component: current.id(slot), faults, reason: reason.to_string(), fallback: fallback.id(slot) };
         tracing::error!(
             slot = %slot, name = %current.component.info.name, version = current.version,
             fallback = %fallback.component.info.name, fallback_version = fallback.version,
             "component QUARANTINED after {faults} faulting runs in a row; new runs use the fallback: {reason}"
         );
         self.active.send_modify(|a| a.set(slot, fallback));
-        Some(PeerMessage::ComponentQuarantined(message))
+        Some(quarantined)
     }
 }

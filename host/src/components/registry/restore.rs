@@ -1,12 +1,12 @@
 //! Bringing stored components back: at boot, after a quarantine, after a lost record.
 //!
-//! Nothing on disk is trusted because it is on disk: each stored component is re-verified
-//! against *today's* trusted keys, its digest, the size limit and the slot's world before it
-//! may serve, and whatever fails is logged and skipped for the next older one, down to the
+//! Nothing on disk is trusted because it is on disk: each stored component goes through the
+//! admission pipeline again (`admission::Path::Restore`: today's trusted keys, its digest,
+//! the size limit, compile, imports, link and the slot's world) before it may serve, and whatever fails is logged and skipped for the next older one, down to the
 //! built-in. The version floor is rebuilt from the signed manifests if the record is gone.
 
 use super::{HistoryEntry, Registry, SlotRecord};
-use crate::components::{admission, slot_world, Origin, Serving};
+use crate::components::{admission, Origin, Serving};
 use crate::trust::{Envelope, Slot};
 
 /// A slot record recovered from the signed manifests on disk, oldest version first.
@@ -43,12 +43,13 @@ impl Registry {
         if m.slot != slot || m.version != entry.version {
             return Err(format!("its manifest says {} v{}, the slot record says {slot} v{}", m.slot, m.version, entry.version));
         }
-        let key_id = self.cfg.trusted.verify(m, &stored.envelope.signature).map_err(|e| format!("signature: {e}"))?;
-        admission::check_bytes(Some(m), &stored.bytes, self.cfg.max_component_bytes).map_err(|r| r.to_string())?;
-        let (component, _) = self.sandbox.load_cached(&m.name, &stored.bytes, &self.cache).map_err(|e| e.to_string())?;
-        if component.world() != slot_world(slot) {
-            return Err(format!("it implements `{}`, not the slot's world", component.world().wit_name()));
-        }
+        let precheck = admission::precheck(m, &stored.envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, None);
+        let key_id = match precheck.map_err(|r| r.to_string())? {
+            admission::Precheck::Proceed { key_id } | admission::Precheck::AlreadyActive { key_id } => key_id,
+        };
+        let loader = admission::Loader { sandbox: &self.sandbox, cache: Some(&self.cache), max_bytes: self.cfg.max_component_bytes };
+        let loaded = admission::load(&loader, admission::Path::Restore, Some(m), &m.name, &stored.bytes, true).map_err(|r| r.to_string())?;
+        let component = loaded.component;
         Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
     }
 

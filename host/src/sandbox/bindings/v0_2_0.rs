@@ -1,20 +1,17 @@
-//! Host-side bindings generated from `wit/` — the WIT is the single source of truth for the
-//! sandbox boundary, so no type here is written by hand.
+//! `wit/v0.2.0`: the newest version, whose types the host uses throughout.
 
 pub mod mapper {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.2.0",
         world: "mapper-component",
     });
 }
 
 pub mod matcher {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.2.0",
         world: "matcher-component",
         // Both worlds share `orgx:peer/types`: generate it once.
         with: { "orgx:peer/types": super::mapper::orgx::peer::types },
     });
 }
-
-pub use mapper::orgx::peer::types;

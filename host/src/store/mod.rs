@@ -1,5 +1,9 @@
 //! The peer's durable state in one redb file in the data dir: the outbox, delivered
-//! terminal messages, dispatch dedupe, and small keyed blobs (rules cache, process groups).
+//! terminal messages, dispatch dedupe, and small keyed records (`records`: rules cache,
+//! installation id, process groups, component slots, quarantine, compiled-code integrity).
+//!
+//! The store owns every key: callers use typed methods, never key strings, so each record
+//! has one owner and one encoding.
 //!
 //! Every write commits with redb's default durability (fsync before `commit` returns), so
 //! whatever a caller was told is stored survives a SIGKILL. Orders are sequence numbers
@@ -13,6 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+mod records;
+
+pub use records::RunGroup;
 
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -252,25 +260,25 @@ impl Store {
         })
     }
 
-    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.write(|w| {
             w.open_table(KV)?.insert(key, value)?;
             Ok(())
         })
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(|r| Ok(r.open_table(KV)?.get(key)?.map(|v| v.value().to_vec())))
     }
 
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.write(|w| {
             w.open_table(KV)?.remove(key)?;
             Ok(())
         })
     }
 
-    pub fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.read(|r| {
             let t = r.open_table(KV)?;
             let mut out = Vec::new();
@@ -339,6 +347,7 @@ mod tests {
         assert!(s.terminal_delivered("r").unwrap());
         s.put("pgid/a", b"1").unwrap();
         s.put("pgid/b", b"2").unwrap();
+        s.put("pgidx", b"3").unwrap();
         s.put("rules", b"x").unwrap();
         assert_eq!(s.scan_prefix("pgid/").unwrap().len(), 2);
         s.delete("pgid/a").unwrap();

@@ -4,7 +4,9 @@
 //! Refusals still form a well-formed run on the wire (`task.started`, then `task.failed`),
 //! so the server sees the same shape for every run id it dispatched.
 
-use std::collections::HashMap;
+pub mod push;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -18,12 +20,9 @@ use crate::http::Api;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
-use crate::run::live::{self, DriverConfig};
-use crate::run::pipeline::iso8601;
-use crate::store::Claim;
-
-/// The drivers this peer can run.
-pub const DRIVERS: &[&str] = &["claude_code"];
+use crate::run::live::{self, EnabledDriver, RunConfig};
+use crate::time::iso8601;
+use crate::store::{Claim, Store};
 
 struct RunHandle {
     cancel: watch::Sender<Option<String>>,
@@ -55,8 +54,12 @@ impl InFlight {
 }
 
 pub struct Dispatcher {
-    pub driver: DriverConfig,
+    /// The drivers this peer runs (`ORGX_DRIVERS`, else every one detection found).
+    pub drivers: BTreeMap<&'static str, Arc<EnabledDriver>>,
+    pub run: RunConfig,
     pub outbox: Outbox,
+    /// Dispatch dedupe and the runs' process-group records.
+    pub store: Store,
     pub components: watch::Receiver<ActiveComponents>,
     pub rules: watch::Receiver<Arc<Vec<Rule>>>,
     pub max_concurrent_runs: usize,
@@ -87,7 +90,7 @@ impl Dispatcher {
         };
         let (outbox, api) = (self.outbox.clone(), self.api.clone());
         tokio::spawn(async move {
-            let ack = registry.admit_push(push, api.as_ref()).await;
+            let ack = push::answer(&registry, push, api.as_ref()).await;
             if let Err(e) = outbox.push(&[ack]) {
                 tracing::error!("cannot queue a component acknowledgement: {e}");
             }
@@ -95,7 +98,7 @@ impl Dispatcher {
     }
 
     fn dispatch(&self, d: Dispatch) {
-        let store = self.outbox.store();
+        let store = &self.store;
         match store.claim_dispatch(&d.idempotency_key, &d.run_id) {
             Ok(Claim::New) => {}
             Ok(Claim::Duplicate { run_id, finished }) => {
@@ -108,10 +111,11 @@ impl Dispatcher {
                 return;
             }
         }
-        if !DRIVERS.contains(&d.task.driver.as_str()) {
-            self.refuse(&d, format!("driver `{}` is not available on this peer (it runs: {})", d.task.driver, DRIVERS.join(", ")), false);
+        let Some(driver) = self.drivers.get(d.task.driver.as_str()).cloned() else {
+            let enabled: Vec<&str> = self.drivers.keys().copied().collect();
+            self.refuse(&d, format!("driver `{}` is not available on this peer (it runs: {})", d.task.driver, enabled.join(", ")), false);
             return;
-        }
+        };
         if *self.draining.borrow() {
             self.refuse(&d, "the peer is shutting down".into(), true);
             return;
@@ -126,13 +130,13 @@ impl Dispatcher {
         let (cancel, cancelled) = watch::channel(None);
         let components = self.components.borrow().clone();
         let rules = self.rules.borrow().clone();
-        let (outbox, driver, in_flight) = (self.outbox.clone(), self.driver.clone(), self.in_flight.clone());
+        let (outbox, store, run_cfg, in_flight) = (self.outbox.clone(), self.store.clone(), self.run.clone(), self.in_flight.clone());
         let (run_id, key) = (d.run_id.clone(), d.idempotency_key.clone());
         let slot = run_id.clone();
         tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
         let task = tokio::spawn(async move {
-            live::run(d, driver, components, rules, outbox.clone(), cancelled).await;
-            if let Err(e) = outbox.store().finish_dispatch(&key) {
+            live::run(d, driver, run_cfg, components, rules, outbox, store.clone(), cancelled).await;
+            if let Err(e) = store.finish_dispatch(&key) {
                 tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
             }
             in_flight.lock().remove(&run_id);
@@ -168,7 +172,7 @@ impl Dispatcher {
         if let Err(e) = self.outbox.push(&msgs) {
             tracing::error!(run_id = %d.run_id, "cannot persist the refusal: {e}");
         }
-        if let Err(e) = self.outbox.store().finish_dispatch(&d.idempotency_key) {
+        if let Err(e) = self.store.finish_dispatch(&d.idempotency_key) {
             tracing::error!(run_id = %d.run_id, "cannot record the refused dispatch: {e}");
         }
     }
