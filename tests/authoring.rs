@@ -6,7 +6,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(args).env_remove("ORGX_TRUSTED_KEYS").env_remove("ORGX_TRUSTED_KEYS_FILE").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+        .args(args)
+        .env_remove("ORGX_TRUSTED_KEYS")
+        .env_remove("ORGX_TRUSTED_KEYS_FILE")
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {

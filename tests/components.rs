@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::guest_wasm;
-use common::tagged_guest as tagged;
 use common::push::{manifest_for, open_registry as open, push_of, registry_config as config, signed_push};
+use common::tagged_guest as tagged;
 use orgx_peer::components::registry::Registry;
 use orgx_peer::components::RunReport;
 use orgx_peer::gateway::frames::ComponentPush;
@@ -37,7 +37,7 @@ fn rig() -> Rig {
 
 async fn admit(registry: &Arc<Registry>, push: ComponentPush) -> (ComponentAck, Duration) {
     let t = Instant::now();
-    let ack = orgx_peer::dispatcher::push::answer(&registry, push, None).await;
+    let ack = orgx_peer::dispatcher::push::answer(registry, push, None).await;
     let took = t.elapsed();
     match ack {
         PeerMessage::ComponentAck(a) => (a, took),
@@ -88,7 +88,7 @@ async fn stage_manifest() {
     push.manifest = json!({ "slot": "matcher", "name": "m" });
     assert_refused(&rig, push, Slot::Matcher, "manifest", "missing field").await;
     let mut push = signed_push(&rig.key, Slot::Matcher, "m", 1, b"x");
-    push.manifest["slot"] = json!("mapper:codex");
+    push.manifest["slot"] = json!("mapper:cursor");
     assert_refused(&rig, push, Slot::Matcher, "manifest", "unknown slot").await;
     let mut push = signed_push(&rig.key, Slot::Matcher, "m", 1, b"x");
     push.url = Some("/api/v1/components/x".into());
@@ -114,8 +114,14 @@ async fn stage_signature() {
     assert_refused(&rig, push_of(&m, "", &bytes), Slot::Mapper("claude_code"), "signature", "unsigned").await;
 
     let stranger = SecretKey::generate().unwrap();
-    assert_refused(&rig, signed_push(&stranger, Slot::Mapper("claude_code"), "tagged", 1, &bytes), Slot::Mapper("claude_code"), "signature", "does not trust")
-        .await;
+    assert_refused(
+        &rig,
+        signed_push(&stranger, Slot::Mapper("claude_code"), "tagged", 1, &bytes),
+        Slot::Mapper("claude_code"),
+        "signature",
+        "does not trust",
+    )
+    .await;
 
     // Signed, then the manifest edited: a higher version claimed without a new signature.
     let sig = rig.key.sign(&m).unwrap();
@@ -137,11 +143,23 @@ async fn stage_version_refuses_rollback() {
     let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 5, &tagged(5, "ok"))).await;
     assert_eq!(ack.status, AckStatus::Activated, "{ack:?}");
     // An older, validly signed version: a replay.
-    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 4, &tagged(4, "ok")), Slot::Mapper("claude_code"), "version", "not newer than 5")
-        .await;
+    assert_refused(
+        &rig,
+        signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 4, &tagged(4, "ok")),
+        Slot::Mapper("claude_code"),
+        "version",
+        "not newer than 5",
+    )
+    .await;
     // The same version number with other bytes.
-    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 5, &tagged(6, "ok")), Slot::Mapper("claude_code"), "version", "not newer")
-        .await;
+    assert_refused(
+        &rig,
+        signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 5, &tagged(6, "ok")),
+        Slot::Mapper("claude_code"),
+        "version",
+        "not newer",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -162,9 +180,17 @@ async fn stage_world() {
     let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
     m.wit_version = "0.1.0".into();
     let sig = rig.key.sign(&m).unwrap();
-    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "the manifest signed WIT `0.1.0`, but the bytes implement `orgx:peer/matcher-component@0.2.0`").await;
+    assert_refused(
+        &rig,
+        push_of(&m, &sig, &bytes),
+        Slot::Matcher,
+        "world",
+        "the manifest signed WIT `0.1.0`, but the bytes implement `orgx:peer/matcher-component@0.2.0`",
+    )
+    .await;
     // A correct manifest, but the bytes are a matcher signed for the mapper slot.
-    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "m", 1, &bytes), Slot::Mapper("claude_code"), "world", "needs").await;
+    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "m", 1, &bytes), Slot::Mapper("claude_code"), "world", "needs")
+        .await;
 }
 
 #[tokio::test]
@@ -200,7 +226,8 @@ async fn stage_digest() {
 async fn stage_compile() {
     let rig = rig();
     let garbage = b"\0asm this is not a component at all".to_vec();
-    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "junk", 1, &garbage), Slot::Matcher, "compile", "not a valid component").await;
+    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "junk", 1, &garbage), Slot::Matcher, "compile", "not a valid component")
+        .await;
 }
 
 #[tokio::test]
@@ -214,7 +241,14 @@ async fn stage_imports() {
 async fn stage_link() {
     let rig = rig();
     let bytes = guest_wasm("orgx-test-guest-mistyped");
-    assert_refused(&rig, signed_push(&rig.key, Slot::Matcher, "mistyped", 1, &bytes), Slot::Matcher, "link", "`orgx:peer/matcher@0.1.0#begin` does not have the type").await;
+    assert_refused(
+        &rig,
+        signed_push(&rig.key, Slot::Matcher, "mistyped", 1, &bytes),
+        Slot::Matcher,
+        "link",
+        "`orgx:peer/matcher@0.1.0#begin` does not have the type",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -227,8 +261,14 @@ async fn stage_instantiate() {
 #[tokio::test]
 async fn stage_self_test() {
     let rig = rig();
-    assert_refused(&rig, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "tr")), Slot::Mapper("claude_code"), "self_test", "trapped")
-        .await;
+    assert_refused(
+        &rig,
+        signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "tr")),
+        Slot::Mapper("claude_code"),
+        "self_test",
+        "trapped",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -259,7 +299,15 @@ async fn accepted_components_survive_a_restart_and_corruption_is_skipped() {
     assert!(damaged >= 3, "built-ins and pushed versions are cached: {damaged}");
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
     assert_eq!(active_sha(&reopened, Slot::Mapper("claude_code")), v2);
-    let fresh = common::start_run("after-cache-damage", &reopened.snapshot().mapper("claude_code").component, &reopened.snapshot().matcher.component, &[], Limits::default()).0.on_line(b"{\"seq\":0}");
+    let fresh = common::start_run(
+        "after-cache-damage",
+        &reopened.snapshot().mapper("claude_code").component,
+        &reopened.snapshot().matcher.component,
+        &[],
+        Limits::default(),
+    )
+    .0
+    .on_line(b"{\"seq\":0}");
     assert!(matches!(fresh.as_slice(), [PeerMessage::Started(_), PeerMessage::Step(_)]), "{fresh:?}");
     drop(reopened);
 
@@ -293,9 +341,15 @@ fn fault_report(registry: &Registry, faulted: bool) -> Option<PeerMessage> {
 async fn a_component_that_keeps_faulting_is_quarantined_to_the_last_good_version() {
     let rig = rig();
     let good = tagged(1, "ok");
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &good)).await.0.status, AckStatus::Activated);
+    assert_eq!(
+        admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &good)).await.0.status,
+        AckStatus::Activated
+    );
     let bad = tagged(2, "qb");
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &bad)).await.0.status, AckStatus::Activated);
+    assert_eq!(
+        admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &bad)).await.0.status,
+        AckStatus::Activated
+    );
 
     // Two faults, a clean run (the count is of consecutive faults), then three faults.
     assert!(fault_report(&rig.registry, true).is_none());
@@ -315,13 +369,19 @@ async fn a_component_that_keeps_faulting_is_quarantined_to_the_last_good_version
     assert_eq!(reopened.snapshot().mapper("claude_code").version, 1);
     assert_eq!(reopened.quarantined(), vec![hex::encode(Sha256::digest(&bad))]);
     // The fix comes as a newer version.
-    assert_eq!(admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 3, &tagged(3, "ok"))).await.0.status, AckStatus::Activated);
+    assert_eq!(
+        admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 3, &tagged(3, "ok"))).await.0.status,
+        AckStatus::Activated
+    );
 }
 
 #[tokio::test]
 async fn the_builtin_is_the_fallback_of_last_resort() {
     let rig = rig();
-    assert_eq!(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "qb"))).await.0.status, AckStatus::Activated);
+    assert_eq!(
+        admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 1, &tagged(1, "qb"))).await.0.status,
+        AckStatus::Activated
+    );
     for _ in 0..2 {
         assert!(fault_report(&rig.registry, true).is_none());
     }
@@ -365,7 +425,9 @@ fn swaps_under_load_lose_nothing_and_mix_nothing() {
     const WORKERS: usize = 3;
     let rig = rig();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let push = |v: u32| rt.block_on(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged(v, "ok")))).0;
+    let push = |v: u32| {
+        rt.block_on(admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged(v, "ok")))).0
+    };
     assert_eq!(push(1).status, AckStatus::Activated);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -382,7 +444,13 @@ fn swaps_under_load_lose_nothing_and_mix_nothing() {
                         let snap = registry.snapshot();
                         let version = snap.mapper("claude_code").version;
                         let run_id = format!("w{w}-r{n}");
-                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper("claude_code").component, &snap.matcher.component, &[], Limits::default());
+                        let (mut run, mut out) = common::start_run(
+                            &run_id,
+                            &snap.mapper("claude_code").component,
+                            &snap.matcher.component,
+                            &[],
+                            Limits::default(),
+                        );
                         for i in 0..LINES {
                             out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
                         }
@@ -408,7 +476,11 @@ fn swaps_under_load_lose_nothing_and_mix_nothing() {
     let mut versions: Vec<u64> = runs.iter().map(|r| r.0).collect();
     versions.sort();
     versions.dedup();
-    eprintln!("{} runs, {lines} lines in {elapsed:?} ({:.0} lines/s) across versions {versions:?}", runs.len(), lines as f64 / elapsed.as_secs_f64());
+    eprintln!(
+        "{} runs, {lines} lines in {elapsed:?} ({:.0} lines/s) across versions {versions:?}",
+        runs.len(),
+        lines as f64 / elapsed.as_secs_f64()
+    );
     assert!(versions.len() >= 3, "the swaps should have landed between runs: {versions:?}");
     assert!(lines as f64 / elapsed.as_secs_f64() > 1000.0, "the load should be thousands of lines per second");
 }
@@ -440,4 +512,33 @@ async fn a_lost_slot_record_is_rebuilt_and_the_floor_survives() {
     assert_eq!(reopened.snapshot().mapper("claude_code").version, 4, "the newest stored version serves again");
     let (ack, _) = admit(&reopened, signed_push(&rig.key, Slot::Mapper("claude_code"), "tagged", 2, &tagged(2, "ok"))).await;
     assert_eq!(ack.stage.as_deref(), Some("version"), "a rollback stays refused: {ack:?}");
+}
+
+#[tokio::test]
+async fn a_mapper_pushed_for_codex_serves_codex_runs_only_and_a_stored_0_1_0_component_keeps_working() {
+    use orgx_peer::sandbox::WitVersion;
+    let rig = rig();
+    let claude_before = active_sha(&rig.registry, Slot::Mapper("claude_code"));
+    // `tagged` is built against WIT 0.1.0: an older version the peer still serves.
+    let bytes = tagged(1, "ok");
+    let (ack, _) = admit(&rig.registry, signed_push(&rig.key, Slot::Mapper("codex"), "tagged", 1, &bytes)).await;
+    assert_eq!((ack.status, ack.component.slot.as_str()), (AckStatus::Activated, "mapper:codex"), "{ack:?}");
+    let snap = rig.registry.snapshot();
+    assert_eq!(snap.mapper("codex").component.info.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(snap.mapper("codex").component.wit_version(), WitVersion::V0_1_0);
+    assert_eq!(active_sha(&rig.registry, Slot::Mapper("claude_code")), claude_before, "other drivers' mappers are untouched");
+    assert_eq!(snap.mapper("opencode").component.info.name, "opencode");
+    // A codex run through the new mapper: its events come through the 0.1.0 → 0.2.0 conversion.
+    let (mut run, _) = common::start_run("codex-run", &snap.mapper("codex").component, &snap.matcher.component, &[], Limits::default());
+    let out = run.on_line(b"{\"seq\":0}");
+    assert!(out.iter().any(|m| m.to_json().contains("v0001")), "the pushed mapper mapped the line: {out:?}");
+    drop(rig.registry);
+
+    // Stored and signed against 0.1.0, it serves again after a restart on this 0.2.0 peer.
+    let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
+    let snap = reopened.snapshot();
+    assert_eq!((snap.mapper("codex").version, snap.mapper("codex").component.wit_version()), (1, WitVersion::V0_1_0));
+    let (mut run, _) =
+        common::start_run("codex-after-restart", &snap.mapper("codex").component, &snap.matcher.component, &[], Limits::default());
+    assert!(run.on_line(b"{\"seq\":1}").iter().any(|m| m.to_json().contains("v0001")));
 }

@@ -26,7 +26,17 @@ async fn success_run_with_rules_heartbeats_and_handshake() {
     let frames = server.frames_for("run-ok");
     assert_eq!(
         kinds(&frames),
-        ["task.started", "task.step", "task.step", "task.deviation", "task.deviation", "task.step", "task.deviation", "task.step", "task.completed"]
+        [
+            "task.started",
+            "task.step",
+            "task.step",
+            "task.deviation",
+            "task.deviation",
+            "task.step",
+            "task.deviation",
+            "task.step",
+            "task.completed"
+        ]
     );
     assert_eq!(frames[0]["session_handle"], "87c32515-b74c-41fd-8287-4b0f42059a7b");
     assert_eq!(done["tokens_used"], 6190);
@@ -127,12 +137,29 @@ async fn timeout_exit_without_result_and_missing_claude() {
     assert_eq!(kinds(&server2.frames_for("run-n")), ["task.started", "task.step", "task.failed"]);
 
     let server3 = FakeOrgx::start(KEY, json!({"skills": []})).await;
-    let _peer3 = Peer::start(&server3, &[("ORGX_CLAUDE_BIN", "/nonexistent/claude")]);
+    // Enabled by name, the missing binary is named with the setting that fixes it.
+    let _peer3 = Peer::start(&server3, &[("ORGX_CLAUDE_BIN", "/nonexistent/claude"), ("ORGX_DRIVERS", "claude_code")]);
     connected(&server3).await;
     assert!(server3.send_json(dispatch("run-m", "km", repo.path(), None)));
     let failed = until_terminal(&server3, "run-m").await;
-    assert!(failed["reason"].as_str().unwrap().contains("was not found"), "{failed}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("was not found") && failed["reason"].as_str().unwrap().contains("ORGX_CLAUDE_BIN"),
+        "{failed}"
+    );
     assert_eq!(kinds(&server3.frames_for("run-m")), ["task.started", "task.failed"]);
+    drop(_peer3);
+    // Left to detection, a driver whose CLI is missing is not offered at all.
+    let server4 = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let _peer4 = Peer::start(&server4, &[("ORGX_CLAUDE_BIN", "/nonexistent/claude")]);
+    connected(&server4).await;
+    assert!(server4.handshakes().iter().all(|(url, _)| !url.contains("drivers=claude_code")), "{:?}", server4.handshakes());
+    assert!(server4.send_json(dispatch("run-o", "ko", repo.path(), None)));
+    let failed = until_terminal(&server4, "run-o").await;
+    assert_eq!(
+        failed["reason"],
+        "driver `claude_code` is not available on this peer (no driver CLI was found at start; see `orgx-peer detect`)"
+    );
+    assert_eq!(failed["recoverable"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +217,8 @@ async fn socket_dropped_mid_run_delivers_every_message_once_in_order() {
     let frames = server.frames_for("run-d");
     // 1 started + 121 steps + 1 completed, none lost, none twice, in order.
     assert_eq!(frames.len(), 123, "{:?}", kinds(&frames));
-    let summaries: Vec<String> = frames.iter().filter(|f| f["kind"] == "task.step").map(|f| f["step"]["summary"].as_str().unwrap().to_string()).collect();
+    let summaries: Vec<String> =
+        frames.iter().filter(|f| f["kind"] == "task.step").map(|f| f["step"]["summary"].as_str().unwrap().to_string()).collect();
     let mut expected = Vec::new();
     for i in 1..=60 {
         expected.push(format!("Step {i} of 60: echoing {i}."));
@@ -312,7 +340,11 @@ async fn a_run_finishing_while_the_socket_is_down_is_receipted_over_http_once() 
     assert_eq!(receipt.body["source_driver"], "claude_code");
     // The socket comes back: the steps are delivered, the completion is not sent again.
     server.accept_handshakes();
-    server.wait_until("steps flushed after reconnect", WAIT, |s| s.frames_for("run-r").iter().filter(|f| f["kind"] == "task.step").count() == 4).await;
+    server
+        .wait_until("steps flushed after reconnect", WAIT, |s| {
+            s.frames_for("run-r").iter().filter(|f| f["kind"] == "task.step").count() == 4
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(server.frames_for("run-r").iter().filter(|f| f["kind"] == "task.completed").count(), 0, "never twice for one run id");
     assert_eq!(server.calls("/api/v1/runs/").len(), 1);
@@ -331,7 +363,8 @@ async fn over_the_concurrency_limit_fails_recoverably_and_status_reports_runs() 
     assert_eq!(failed["recoverable"], true);
     assert!(failed["reason"].as_str().unwrap().contains("limit of 1 concurrent runs"));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["link"], "connected");
@@ -411,7 +444,13 @@ fn detect_and_missing_settings() {
     assert!(err.contains("ORGX_RUNNER_INSTANCE_ID") && !err.contains(KEY), "{err}");
 
     for (var, value) in [("ORGX_TRUSTED_KEYS", "ed25519:not-a-key"), ("ORGX_TRUSTED_KEYS_FILE", "/nonexistent/keys.pub")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).arg("start").env(var, value).env("ORGX_API_KEY", KEY).env("ORGX_WORKSPACE_ID", "w").output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+            .arg("start")
+            .env(var, value)
+            .env("ORGX_API_KEY", KEY)
+            .env("ORGX_WORKSPACE_ID", "w")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var) && !err.contains(KEY), "{err}");

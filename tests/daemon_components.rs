@@ -17,7 +17,8 @@ fn peer_cli(args: &[&str]) -> std::process::Output {
 }
 
 fn status_json(peer: &Peer) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -55,7 +56,12 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     let trusted = key.public().to_text();
     let repo = tempfile::tempdir().unwrap();
     let t = transcript("success-tools.ndjson");
-    let env = [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t.as_str()), ("ORGX_TRUSTED_KEYS", trusted.as_str()), ("ORGX_LICENSE_INTERVAL_S", "3600")];
+    let env = [
+        ("FAKE_CLAUDE_MODE", "replay"),
+        ("FAKE_CLAUDE_TRANSCRIPT", t.as_str()),
+        ("ORGX_TRUSTED_KEYS", trusted.as_str()),
+        ("ORGX_LICENSE_INTERVAL_S", "3600"),
+    ];
     let mut peer = Peer::start(&server, &env);
     connected(&server).await;
     server.wait_until("first license heartbeat", WAIT, |s| !s.calls("/api/v1/licenses/heartbeat").is_empty()).await;
@@ -74,7 +80,12 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     // New runs are mapped by the pushed component.
     assert!(server.send_json(dispatch("run-v1", "key-v1", repo.path(), None)));
     until_terminal(&server, "run-v1").await;
-    let steps: Vec<String> = server.frames_for("run-v1").iter().filter(|f| f["kind"] == "task.step").map(|f| f["step"]["summary"].as_str().unwrap().to_string()).collect();
+    let steps: Vec<String> = server
+        .frames_for("run-v1")
+        .iter()
+        .filter(|f| f["kind"] == "task.step")
+        .map(|f| f["step"]["summary"].as_str().unwrap().to_string())
+        .collect();
     assert!(!steps.is_empty() && steps.iter().all(|s| s.starts_with("v0001 ")), "{steps:?}");
 
     // A rollback is refused within a second, and v1 keeps serving.
@@ -93,7 +104,11 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     assert_eq!(fetch.len(), 1);
     assert_eq!(fetch[0].headers.get("authorization").map(String::as_str), Some(format!("Bearer {KEY}").as_str()));
     let status = status_json(&peer);
-    assert_eq!((status["components"][0]["version"].as_u64(), status["components"][0]["origin"].as_str()), (Some(2), Some("pushed")), "{status}");
+    assert_eq!(
+        (status["components"][0]["version"].as_u64(), status["components"][0]["origin"].as_str()),
+        (Some(2), Some("pushed")),
+        "{status}"
+    );
     assert_eq!(status["components"][0]["key_id"], json!(key.public().id()));
 
     // A restart with the server gone: v2 serves before any connection.
@@ -106,7 +121,11 @@ async fn pushed_components_swap_for_new_runs_and_survive_a_restart() {
     let restarted = Peer::start_in(&server, &cmd_env, data);
     let deadline = Instant::now() + WAIT;
     let status = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(restarted.data.path()).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+            .args(["status", "--json", "--data-dir"])
+            .arg(restarted.data.path())
+            .output()
+            .unwrap();
         if out.status.success() {
             break serde_json::from_slice::<Value>(&out.stdout).unwrap();
         }
@@ -151,12 +170,12 @@ async fn a_signed_matcher_dropped_into_the_plugins_dir_serves_new_runs() {
     ];
     let peer = Peer::start(&server, &env);
     connected(&server).await;
-    assert_eq!(status_json(&peer)["components"][1]["name"], "skill-rules");
+    assert_eq!(common::peer::component(&status_json(&peer), "matcher")["name"], "skill-rules");
 
     std::fs::copy(Envelope::sidecar_path(&wasm), plugins.join("no-secrets.wasm.sig")).unwrap();
     std::fs::copy(&wasm, plugins.join("no-secrets.wasm")).unwrap();
     let deadline = Instant::now() + WAIT;
-    while status_json(&peer)["components"][1]["name"] != "no-secrets" {
+    while common::peer::component(&status_json(&peer), "matcher")["name"] != "no-secrets" {
         assert!(Instant::now() < deadline, "the dropped-in matcher never became active: {}", peer.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -234,7 +253,8 @@ async fn a_faulting_pushed_mapper_is_quarantined_and_reported() {
     let work = tempfile::tempdir().unwrap();
     let t_path = work.path().join("boom.ndjson");
     std::fs::write(&t_path, "{\"seq\":0}\nboom\n{\"type\":\"result\"}\n").unwrap();
-    let env = [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t_path.to_str().unwrap()), ("ORGX_TRUSTED_KEYS", trusted.as_str())];
+    let env =
+        [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t_path.to_str().unwrap()), ("ORGX_TRUSTED_KEYS", trusted.as_str())];
     let peer = Peer::start(&server, &env);
     connected(&server).await;
     let bad = common::tagged_guest(1, "qb");
@@ -249,9 +269,7 @@ async fn a_faulting_pushed_mapper_is_quarantined_and_reported() {
         assert_eq!(end["kind"], "task.failed", "{end}");
         assert!(end["reason"].as_str().unwrap().contains("tagged@sha256:"), "{end}");
     }
-    server
-        .wait_until("component.quarantined", WAIT, |s| s.frames().iter().any(|(_, f)| f["kind"] == "component.quarantined"))
-        .await;
+    server.wait_until("component.quarantined", WAIT, |s| s.frames().iter().any(|(_, f)| f["kind"] == "component.quarantined")).await;
     let q = server.frames().into_iter().map(|(_, f)| f).find(|f| f["kind"] == "component.quarantined").unwrap();
     assert_eq!((q["slot"].as_str(), q["version"].as_u64(), q["faults"].as_u64()), (Some("mapper:claude_code"), Some(1), Some(3)), "{q}");
     assert_eq!((q["fallback"]["name"].as_str(), q["fallback"]["version"].as_u64()), (Some("claude-code"), Some(0)), "{q}");

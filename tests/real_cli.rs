@@ -29,12 +29,19 @@ async fn real_cli_write_and_bash_through_the_peer() {
         Turn::new(
             vec![
                 Block::Text("I'll create the file.".into()),
-                Block::ToolUse { name: "Write".into(), input: json!({"file_path": target.display().to_string(), "content": "hello from the fake model\n"}) },
+                Block::ToolUse {
+                    name: "Write".into(),
+                    input: json!({"file_path": target.display().to_string(), "content": "hello from the fake model\n"}),
+                },
             ],
             1000,
             30,
         ),
-        Turn::new(vec![Block::ToolUse { name: "Bash".into(), input: json!({"command": "cat hello.txt", "description": "Show hello.txt"}) }], 1200, 20),
+        Turn::new(
+            vec![Block::ToolUse { name: "Bash".into(), input: json!({"command": "cat hello.txt", "description": "Show hello.txt"}) }],
+            1200,
+            20,
+        ),
         Turn::new(vec![Block::Text("Done: hello.txt is written.".into())], 1300, 10),
     ];
     let expected_tokens: u64 = script.iter().map(Turn::tokens).sum();

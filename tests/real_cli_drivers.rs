@@ -90,8 +90,11 @@ fn run_processes(run_id: &str) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')));
-            zombie == Some(false) && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag))
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')));
+            zombie == Some(false)
+                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag))
         })
         .collect()
 }
@@ -131,7 +134,8 @@ fn codex_writes_runs_and_edits_through_the_peer() {
         let server = FakeOrgx::start(KEY, rules()).await;
         let (cli, extra) = codex_offline(scratch.path(), &model.base_url());
         let peer = start_peer(&server, &peer_env(&cli, "ORGX_CODEX_BIN", "ORGX_CODEX_EXTRA_ARGS", &extra, "codex"));
-        let frames = run_to_terminal(&server, dispatch("run-codex", "codex", repo.path(), "Create hello.txt, show it, then change it")).await;
+        let frames =
+            run_to_terminal(&server, dispatch("run-codex", "codex", repo.path(), "Create hello.txt, show it, then change it")).await;
         assert_eq!(
             signature(&frames),
             [
@@ -217,7 +221,8 @@ fn opencode_writes_runs_and_edits_through_the_peer() {
         let server = FakeOrgx::start(KEY, rules()).await;
         let cli = offline::opencode(scratch.path(), &model.base_url());
         let peer = start_peer(&server, &opencode_env(&cli));
-        let frames = run_to_terminal(&server, dispatch("run-opencode", "opencode", repo.path(), "Create hello.txt, show it, then change it")).await;
+        let frames =
+            run_to_terminal(&server, dispatch("run-opencode", "opencode", repo.path(), "Create hello.txt, show it, then change it")).await;
         assert_eq!(
             signature(&frames),
             [
@@ -256,7 +261,10 @@ fn opencode_cancelled_mid_command_leaves_nothing_running() {
     use fake_chat::{FakeChat, Part, Turn};
     run_isolated(|_| async move {
         let (repo, scratch) = (repo(), tempfile::tempdir().unwrap());
-        let script = vec![Turn::new(vec![Part::bash("sleep 30; echo never")], 1000, 0, 10), Turn::new(vec![Part::Text("unreachable".into())], 10, 0, 1)];
+        let script = vec![
+            Turn::new(vec![Part::bash("sleep 30; echo never")], 1000, 0, 10),
+            Turn::new(vec![Part::Text("unreachable".into())], 10, 0, 1),
+        ];
         let model = FakeChat::start(script).await;
         let server = FakeOrgx::start(KEY, rules()).await;
         let cli = offline::opencode(scratch.path(), &model.base_url());
@@ -265,24 +273,86 @@ fn opencode_cancelled_mid_command_leaves_nothing_running() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(server.send_json(dispatch("run-cancel", "opencode", repo.path(), "Wait a while")));
         // The shell tool runs in a session of its own (opencode's `setsid`): wait for it.
-        let t0 = std::time::Instant::now();
-        let sleeping = || {
-            run_processes("run-cancel").into_iter().any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0")))
-        };
-        while !sleeping() {
-            assert!(t0.elapsed() < RUN_WAIT, "the model's `sleep 30` never started; peer logs: {}", peer.logs());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_sleep("run-cancel", &peer).await;
         assert!(server.send_json(json!({"kind": "task.cancel", "run_id": "run-cancel", "reason": "user stopped it"})));
         let frames = {
             server
-                .wait_until("the cancelled run's terminal", Duration::from_secs(30), |s| s.frames_for("run-cancel").iter().any(|f| f["kind"] == "task.failed"))
+                .wait_until("the cancelled run's terminal", Duration::from_secs(30), |s| {
+                    s.frames_for("run-cancel").iter().any(|f| f["kind"] == "task.failed")
+                })
                 .await;
             server.frames_for("run-cancel")
         };
         let failed = frames.last().unwrap();
-        assert_eq!((failed["reason"].as_str(), failed["recoverable"].as_bool()), (Some("cancelled: user stopped it"), Some(false)), "{frames:#?}");
+        assert_eq!(
+            (failed["reason"].as_str(), failed["recoverable"].as_bool()),
+            (Some("cancelled: user stopped it"), Some(false)),
+            "{frames:#?}"
+        );
         // Every process of the run is gone — the escaped `sleep` included — within the grace.
         no_process_left("run-cancel").await;
     });
+}
+
+#[test]
+fn codex_cancelled_mid_command_leaves_nothing_running() {
+    use fake_responses::{FakeResponses, Item, Turn};
+    run_isolated(|_| async move {
+        let (repo, scratch) = (repo(), tempfile::tempdir().unwrap());
+        let model = FakeResponses::start(vec![Turn::new(vec![Item::Exec("sleep 30; echo never".into())], 1000, 0, 10)]).await;
+        let server = FakeOrgx::start(KEY, rules()).await;
+        let (cli, extra) = codex_offline(scratch.path(), &model.base_url());
+        let peer = start_peer(&server, &peer_env(&cli, "ORGX_CODEX_BIN", "ORGX_CODEX_EXTRA_ARGS", &extra, "codex"));
+        server.wait_until("the peer connects and fetches rules", RUN_WAIT, |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(server.send_json(dispatch("run-codex-cancel", "codex", repo.path(), "Wait a while")));
+        wait_for_sleep("run-codex-cancel", &peer).await;
+        // Codex shows a command when it starts: the step is there before the cancel.
+        let id = "run-codex-cancel";
+        server.wait_until("the command's step", RUN_WAIT, move |s| s.frames_for(id).iter().any(|f| f["step"]["kind"] == "tool_call")).await;
+        assert!(server.send_json(json!({"kind": "task.cancel", "run_id": id, "reason": "user stopped it"})));
+        server.wait_until("the cancelled run's terminal", Duration::from_secs(30), move |s| s.frames_for(id).iter().any(|f| f["kind"] == "task.failed")).await;
+        let failed = server.frames_for(id).into_iter().find(|f| f["kind"] == "task.failed").unwrap();
+        assert_eq!((failed["reason"].as_str(), failed["recoverable"].as_bool()), (Some("cancelled: user stopped it"), Some(false)));
+        no_process_left(id).await;
+    });
+}
+
+#[test]
+fn opencode_model_api_error_fails_the_run_and_a_missing_cli_is_named() {
+    run_isolated(|_| async move {
+        let (repo, scratch) = (repo(), tempfile::tempdir().unwrap());
+        let model = fake_chat::FakeChat::failing(401).await;
+        let server = FakeOrgx::start(KEY, rules()).await;
+        let cli = offline::opencode(scratch.path(), &model.base_url());
+        let mut env = opencode_env(&cli);
+        let peer = start_peer(&server, &env);
+        let frames = run_to_terminal(&server, dispatch("run-oc-401", "opencode", repo.path(), "say hi")).await;
+        let failed = frames.last().unwrap();
+        assert_eq!(failed["kind"], "task.failed", "{frames:#?}");
+        assert!(failed["reason"].as_str().unwrap().contains("Incorrect API key provided"), "{failed}");
+        assert_eq!(failed["recoverable"], false, "opencode says isRetryable: false for a 401");
+        drop(peer);
+
+        env.retain(|(k, _)| k != "ORGX_OPENCODE_BIN");
+        env.push(("ORGX_OPENCODE_BIN".into(), "/nonexistent/opencode".into()));
+        let server = FakeOrgx::start(KEY, rules()).await;
+        let _peer = start_peer(&server, &env);
+        let frames = run_to_terminal(&server, dispatch("run-oc-missing", "opencode", repo.path(), "say hi")).await;
+        assert_eq!(signature(&frames), ["task.started", "task.failed"]);
+        let reason = frames[1]["reason"].as_str().unwrap();
+        assert!(reason.contains("`/nonexistent/opencode` was not found") && reason.contains("ORGX_OPENCODE_BIN"), "{reason}");
+    });
+}
+
+/// Until the model's `sleep` runs as a process of the run.
+async fn wait_for_sleep(run_id: &str, peer: &Peer) {
+    let t0 = std::time::Instant::now();
+    let sleeping = || {
+        run_processes(run_id).into_iter().any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0")))
+    };
+    while !sleeping() {
+        assert!(t0.elapsed() < RUN_WAIT, "the model's `sleep 30` never started; peer logs: {}", peer.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

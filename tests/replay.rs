@@ -22,10 +22,9 @@ fn signature(m: &PeerMessage) -> String {
             let kind = serde_json::to_value(s.step.kind).unwrap();
             format!("step {} {:?} {}", kind.as_str().unwrap(), s.step.summary, s.step.evidence_ref.as_deref().unwrap_or("-"))
         }
-        PeerMessage::Deviation(d) => format!(
-            "deviation {} {} {} {} {:?}",
-            d.skill_id, d.evidence_kind, d.evidence_ref, d.dedupe_key, d.severity
-        ),
+        PeerMessage::Deviation(d) => {
+            format!("deviation {} {} {} {} {:?}", d.skill_id, d.evidence_kind, d.evidence_ref, d.dedupe_key, d.severity)
+        }
         PeerMessage::Completed(c) => format!(
             "completed {:?} tokens={} cents={} saved={:?} {:?} {:?} {}",
             c.outcome_kind, c.tokens_used, c.cost_estimate_cents, c.saved_estimate_cents, c.source_sub_type, c.provider, c.source_driver
@@ -239,11 +238,7 @@ async fn api_error_500_is_recoverable() {
     check(
         "api-error-500",
         "",
-        &[
-            "started edd0999f-c673-4834-a6c0-c23d708f5989",
-            &format!("step chat {text:?} -"),
-            &format!("failed recoverable=true {text:?}"),
-        ],
+        &["started edd0999f-c673-4834-a6c0-c23d708f5989", &format!("step chat {text:?} -"), &format!("failed recoverable=true {text:?}")],
     )
     .await;
 }
@@ -369,15 +364,26 @@ fn the_replay_command_prints_the_pipeline_messages() {
     assert_eq!(msgs.len(), 9, "{stdout}");
     assert_well_formed(&msgs, "cli-run");
     let kinds: Vec<&str> = msgs.iter().map(PeerMessage::kind).collect();
-    assert_eq!(kinds, ["task.started", "task.step", "task.step", "task.deviation", "task.deviation", "task.step", "task.deviation", "task.step", "task.completed"]);
+    assert_eq!(
+        kinds,
+        [
+            "task.started",
+            "task.step",
+            "task.step",
+            "task.deviation",
+            "task.deviation",
+            "task.step",
+            "task.deviation",
+            "task.step",
+            "task.completed"
+        ]
+    );
 }
 
 #[test]
 fn the_replay_command_reports_a_missing_transcript_clearly() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
-        .args(["replay", "/nonexistent/transcript.ndjson"])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["replay", "/nonexistent/transcript.ndjson"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open transcript `/nonexistent/transcript.ndjson`"), "{err}");

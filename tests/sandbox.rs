@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{defaults, guest_wasm, start_run};
 use orgx_peer::protocol::PeerMessage;
-use orgx_peer::sandbox::{LoadStage, Limits, Sandbox, World};
+use orgx_peer::sandbox::{Limits, LoadStage, Sandbox, World};
 
 /// Tight limits so attacks are cut short quickly; generous enough for normal lines.
 fn test_limits() -> Limits {
@@ -139,7 +139,10 @@ fn a_hostile_run_does_not_slow_another_run() {
     }
     assert!(t.elapsed() < Duration::from_secs(2), "victim slowed down: {:?}", t.elapsed());
     let attacked = attacker.join().unwrap();
-    assert!(matches!(attacked.as_slice(), [PeerMessage::Started(_), PeerMessage::Failed(f)] if f.reason.contains("time limit")), "{attacked:?}");
+    assert!(
+        matches!(attacked.as_slice(), [PeerMessage::Started(_), PeerMessage::Failed(f)] if f.reason.contains("time limit")),
+        "{attacked:?}"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use common::tagged_guest;
 use orgx_peer::components::registry::Registry;
 use orgx_peer::gateway::frames::ComponentPush;
 use orgx_peer::protocol::{AckStatus, PeerMessage};
-use orgx_peer::sandbox::{defaults, Limits};
+use orgx_peer::sandbox::Limits;
 use orgx_peer::trust::{SecretKey, Slot};
 
 const ROUNDS: usize = 7;
@@ -33,7 +33,7 @@ fn open(dir: &Path, key: &SecretKey) -> Arc<Registry> {
 
 fn admit(rt: &tokio::runtime::Runtime, registry: &Arc<Registry>, p: ComponentPush) -> Duration {
     let t = Instant::now();
-    let ack = rt.block_on(orgx_peer::dispatcher::push::answer(&registry, p, None));
+    let ack = rt.block_on(orgx_peer::dispatcher::push::answer(registry, p, None));
     let took = t.elapsed();
     match ack {
         PeerMessage::ComponentAck(a) if a.status == AckStatus::Activated => took,
@@ -49,7 +49,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// The built-in mapper plus a custom section naming the round: the same code under a digest
 /// no cache has seen, so the first push of it really compiles.
 fn unique_mapper(round: usize) -> Vec<u8> {
-    let mut bytes = defaults::CLAUDE_CODE_MAPPER.to_vec();
+    let mut bytes = orgx_peer::driver::claude_code::DRIVER.mapper.wasm.to_vec();
     let name = b"orgx-bench";
     let payload = format!("round {round} {:?}", SystemTime::now());
     let body_len = 1 + name.len() + payload.len();
@@ -105,7 +105,13 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
                         let snap = registry.snapshot();
                         let prefix = format!("v{:04} ", snap.mapper("claude_code").version);
                         let run_id = format!("w{w}-{}", runs.len());
-                        let (mut run, mut out) = common::start_run(&run_id, &snap.mapper("claude_code").component, &snap.matcher.component, &[], Limits::default());
+                        let (mut run, mut out) = common::start_run(
+                            &run_id,
+                            &snap.mapper("claude_code").component,
+                            &snap.matcher.component,
+                            &[],
+                            Limits::default(),
+                        );
                         for i in 0..LINES {
                             out.extend(run.on_line(format!("{{\"seq\":{i}}}").as_bytes()));
                         }
@@ -114,7 +120,9 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
                             PeerMessage::Step(s) => s.step.summary == format!("{prefix}{{\"seq\":{i}}}"),
                             _ => false,
                         });
-                        let shape_ok = out.len() == LINES + 2 && matches!(out[0], PeerMessage::Started(_)) && matches!(out[LINES + 1], PeerMessage::Completed(_));
+                        let shape_ok = out.len() == LINES + 2
+                            && matches!(out[0], PeerMessage::Started(_))
+                            && matches!(out[LINES + 1], PeerMessage::Completed(_));
                         bad += usize::from(!(steps_ok && shape_ok));
                         runs.push(snap.mapper("claude_code").version);
                     }
@@ -125,7 +133,11 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
         let mut swap_times = Vec::new();
         for v in 2..=SWAPS + 1 {
             std::thread::sleep(Duration::from_millis(100));
-            swap_times.push(admit(rt, &registry, signed_push(key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged_guest(v, "ok"))));
+            swap_times.push(admit(
+                rt,
+                &registry,
+                signed_push(key, Slot::Mapper("claude_code"), "tagged", v as u64, &tagged_guest(v, "ok")),
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::Relaxed);

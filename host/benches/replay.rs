@@ -2,7 +2,9 @@
 //! 1. replay throughput of a long real transcript corpus through the WASM components (the
 //!    live pipeline) vs the same mapper and matcher code compiled natively, side by side in
 //!    one run, and their ratio (target ≤ 1.5×);
-//! 2. per-event matching cost in the WASM matcher at 10, 1,000 and 10,000 rules, and the
+//! 2. the same for the Codex and opencode long-session transcripts, through their own
+//!    mappers (the whole pipeline, and the mapper alone), beside the Claude figure;
+//! 3. per-event matching cost in the WASM matcher at 10, 1,000 and 10,000 rules, and the
 //!    ratio of 10,000 to 10 (target ≤ 4×).
 //!
 //! Rounds alternate between the contenders so machine noise hits both alike; medians are
@@ -37,6 +39,111 @@ fn corpus(copies: usize) -> Vec<Vec<u8>> {
     }
     out.push(result);
     out
+}
+
+/// Any transcript's first line, its middle repeated `copies` times, then its last line.
+fn corpus_of(name: &str, copies: usize) -> Vec<Vec<u8>> {
+    let text = std::fs::read(transcript(name)).unwrap_or_else(|e| panic!("tests/fixtures/transcripts/{name}: {e}"));
+    let mut lines: Vec<Vec<u8>> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let last = lines.pop().expect("a last line");
+    let first = lines.remove(0);
+    let mut out = vec![first];
+    for _ in 0..copies {
+        out.extend(lines.iter().cloned());
+    }
+    out.push(last);
+    out
+}
+
+/// The whole pipeline natively for an SDK mapper: map every line, match every subject, end.
+fn native_replay_sdk<M: orgx_peer_sdk::Mapper>(rules: &[Rule], lines: &[Vec<u8>]) -> usize {
+    let mut mapper = M::begin(orgx_peer_sdk::RunContext::new("bench", None));
+    let (mut matcher, _) = native_matcher::Matcher::new("bench", rules.iter().map(native_rule).collect());
+    let mut n = 0;
+    for line in lines {
+        for event in mapper.map_line(line) {
+            n += 1;
+            if let orgx_peer_sdk::Event::Step(step) = &event {
+                if let Some(subject) = &step.subject {
+                    n += matcher.check(subject.on, &subject.text, step.evidence_ref.as_deref().unwrap_or("")).len();
+                }
+            }
+            if matches!(event, orgx_peer_sdk::Event::Terminal(_)) {
+                return n;
+            }
+        }
+    }
+    std::hint::black_box(mapper.end(orgx_peer_sdk::EndReason::Exited(orgx_peer_sdk::ProcessExit::Code(0)), None));
+    n + 1
+}
+
+/// The live pipeline for `driver`'s built-in mapper, ended as a process that exited 0.
+fn wasm_replay_driver(components: &ActiveComponents, driver: &str, rules: &[Rule], lines: &[Vec<u8>]) -> usize {
+    let (mut run, first) = RunPipeline::start(RunSpec {
+        context: orgx_peer::sandbox::convert::run_context("bench", None, driver),
+        mapper: &components.mapper(driver).component,
+        matcher: &components.matcher.component,
+        rules,
+        started_at: SystemTime::now(),
+        limits: Limits::default(),
+    });
+    let mut n = first.len();
+    for line in lines {
+        n += run.on_line(line).len();
+    }
+    n + run.on_end(&t::EndReason::Exited(t::ProcessExit::Code(0)), None).len()
+}
+
+/// Codex's and opencode's long sessions through their own mappers, WASM vs native.
+fn other_drivers(components: &ActiveComponents, rules: &[Rule], quick: bool) {
+    type Native = fn(&[Rule], &[Vec<u8>]) -> usize;
+    let drivers: [(&str, &str, Native); 2] = [
+        ("codex", "codex/long-session.ndjson", native_replay_sdk::<orgx_mapper_codex::Mapper>),
+        ("opencode", "opencode/long-session.ndjson", native_replay_sdk::<orgx_mapper_opencode::Mapper>),
+    ];
+    for (driver, name, native) in drivers {
+        let lines = corpus_of(name, if quick { 1 } else { 40 });
+        let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+        let (mut wasm_t, mut native_t, mut map_w, mut map_n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut wasm_n, mut native_n) = (0, 0);
+        for _ in 0..if quick { 1 } else { ROUNDS } {
+            let t0 = Instant::now();
+            native_n = native(rules, &lines);
+            native_t.push(t0.elapsed());
+            let t0 = Instant::now();
+            wasm_n = wasm_replay_driver(components, driver, rules, &lines);
+            wasm_t.push(t0.elapsed());
+            // The mapper alone, in the sandbox.
+            let mut inst = MapperInstance::new(&components.mapper(driver).component, Limits::default()).unwrap();
+            inst.begin(&orgx_peer::sandbox::convert::run_context("b", None, driver)).unwrap();
+            let t0 = Instant::now();
+            for line in &lines {
+                std::hint::black_box(inst.map_line(line).unwrap());
+            }
+            map_w.push(t0.elapsed());
+            let t0 = Instant::now();
+            match driver {
+                "codex" => mapper_only::<orgx_mapper_codex::Mapper>(&lines),
+                _ => mapper_only::<orgx_mapper_opencode::Mapper>(&lines),
+            }
+            map_n.push(t0.elapsed());
+        }
+        let (w, n, mw, mn) = (median(wasm_t), median(native_t), median(map_w), median(map_n));
+        println!(
+            "\n== {driver}: long-session corpus, {} lines, {:.1} MiB ({native_n} native events, {wasm_n} messages)",
+            lines.len(),
+            bytes as f64 / (1 << 20) as f64
+        );
+        println!("native   {:>9.2} ms   wasm {:>9.2} ms   ratio wasm/native = {:.2}x", n.as_secs_f64() * 1e3, w.as_secs_f64() * 1e3, w.as_secs_f64() / n.as_secs_f64());
+        println!("mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x)", mn.as_secs_f64() * 1e3, mw.as_secs_f64() * 1e3, mw.as_secs_f64() / mn.as_secs_f64());
+    }
+}
+
+fn mapper_only<M: orgx_peer_sdk::Mapper>(lines: &[Vec<u8>]) {
+    let mut mapper = M::begin(orgx_peer_sdk::RunContext::new("b", None));
+    for line in lines {
+        std::hint::black_box(mapper.map_line(line));
+    }
 }
 
 fn demo_rules() -> Vec<Rule> {
@@ -162,7 +269,12 @@ fn subjects() -> Vec<(t::MatchSubject, String)> {
 }
 
 /// Mean time per `check` call in a fresh WASM matcher loaded with `rules`.
-fn wasm_match_cost(components: &ActiveComponents, rules: &[Rule], subjects: &[(t::MatchSubject, String)], reps: usize) -> (Duration, Duration) {
+fn wasm_match_cost(
+    components: &ActiveComponents,
+    rules: &[Rule],
+    subjects: &[(t::MatchSubject, String)],
+    reps: usize,
+) -> (Duration, Duration) {
     let mut inst = MatcherInstance::new(&components.matcher.component, Limits::default()).unwrap();
     let wit: Vec<m::Rule> = rules.iter().map(Into::into).collect();
     let t0 = Instant::now();
@@ -190,7 +302,12 @@ fn main() {
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let rules = demo_rules();
 
-    println!("== replay throughput: long-session corpus, {} lines, {:.1} MiB, {} rules", lines.len(), bytes as f64 / (1 << 20) as f64, rules.len());
+    println!(
+        "== replay throughput: long-session corpus, {} lines, {:.1} MiB, {} rules",
+        lines.len(),
+        bytes as f64 / (1 << 20) as f64,
+        rules.len()
+    );
     let (mut wasm_t, mut native_t) = (Vec::new(), Vec::new());
     let (mut wasm_n, mut native_n) = (0, 0);
     for _ in 0..if quick { 1 } else { ROUNDS } {
@@ -232,12 +349,23 @@ fn main() {
         calls.push(t0.elapsed());
     }
     let (wm, nm, calls) = (median(wm), median(nm), median(calls));
-    println!("mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x); empty call {:.0} ns",
-        nm.as_secs_f64() * 1e3, wm.as_secs_f64() * 1e3, wm.as_secs_f64() / nm.as_secs_f64(), calls.as_secs_f64() * 1e9 / lines.len() as f64);
+    println!(
+        "mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x); empty call {:.0} ns",
+        nm.as_secs_f64() * 1e3,
+        wm.as_secs_f64() * 1e3,
+        wm.as_secs_f64() / nm.as_secs_f64(),
+        calls.as_secs_f64() * 1e9 / lines.len() as f64
+    );
     // The guest's own code, net of the boundary: what is left to win inside the component.
     let net = wm.saturating_sub(calls);
-    println!("mapper code net of the per-line call: wasm {:.2} ms vs native {:.2} ms ({:.2}x)",
-        net.as_secs_f64() * 1e3, nm.as_secs_f64() * 1e3, net.as_secs_f64() / nm.as_secs_f64());
+    println!(
+        "mapper code net of the per-line call: wasm {:.2} ms vs native {:.2} ms ({:.2}x)",
+        net.as_secs_f64() * 1e3,
+        nm.as_secs_f64() * 1e3,
+        net.as_secs_f64() / nm.as_secs_f64()
+    );
+
+    other_drivers(&components, &rules, quick);
 
     let subjects = subjects();
     let reps = if quick { 1 } else { 50 };

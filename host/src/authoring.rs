@@ -14,9 +14,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::components::{admission, world_slot, ActiveComponents, Origin, Serving};
+use crate::fsutil::write_atomic;
 use crate::rules::Rule;
 use crate::run::replay::{replay, ReplayOptions};
-use crate::fsutil::write_atomic;
 use crate::sandbox::{Limits, Sandbox, World};
 use crate::trust::{Envelope, Manifest, SecretKey, Slot, TrustedKeys};
 
@@ -47,7 +47,9 @@ pub fn sign(wasm: &Path, key: &Path, version: u64, slot: Option<Slot>, name: Opt
     let bytes = std::fs::read(wasm).with_context(|| format!("cannot read `{}`", wasm.display()))?;
     let sandbox = Sandbox::new(Limits::default())?;
     let default_name = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let loaded = sandbox.load(&default_name, &bytes).with_context(|| format!("`{}` would be refused by the peer; not signing it", wasm.display()))?;
+    let loaded = sandbox
+        .load(&default_name, &bytes)
+        .with_context(|| format!("`{}` would be refused by the peer; not signing it", wasm.display()))?;
     let slot = slot.unwrap_or_else(|| world_slot(loaded.world()));
     admission::check_world(&loaded, slot, None).with_context(|| format!("`{}` cannot serve slot `{slot}`", wasm.display()))?;
     let manifest = Manifest {
@@ -103,7 +105,13 @@ pub struct TestOutcome {
 
 /// Replay `transcripts` with `component` in its slot (the built-in in the other), under the
 /// production limits, and compare with `expect` (a file of lines as this command prints them).
-pub async fn test(component: &Path, driver: &str, transcripts: &[PathBuf], rules: &[Rule], expect: Option<&Path>) -> anyhow::Result<TestOutcome> {
+pub async fn test(
+    component: &Path,
+    driver: &str,
+    transcripts: &[PathBuf],
+    rules: &[Rule],
+    expect: Option<&Path>,
+) -> anyhow::Result<TestOutcome> {
     let limits = Limits::default();
     let sandbox = Sandbox::new(limits)?;
     let bytes = std::fs::read(component).with_context(|| format!("cannot read `{}`", component.display()))?;
@@ -125,7 +133,9 @@ pub async fn test(component: &Path, driver: &str, transcripts: &[PathBuf], rules
             max_line_bytes: crate::run::DEFAULT_MAX_LINE_BYTES,
             limits,
         };
-        replay(&active, rules, &opts, |m| lines.push(normalize(&m.to_json()))).await.with_context(|| format!("transcript `{}`", transcript.display()))?;
+        replay(&active, rules, &opts, |m| lines.push(normalize(&m.to_json())))
+            .await
+            .with_context(|| format!("transcript `{}`", transcript.display()))?;
     }
     let mismatch = match expect {
         None => None,
@@ -134,7 +144,10 @@ pub async fn test(component: &Path, driver: &str, transcripts: &[PathBuf], rules
             let expected: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(normalize).collect();
             let n = expected.len().max(lines.len());
             (0..n).find_map(|i| {
-                let (e, a) = (expected.get(i).cloned().unwrap_or_else(|| "<nothing>".into()), lines.get(i).cloned().unwrap_or_else(|| "<nothing>".into()));
+                let (e, a) = (
+                    expected.get(i).cloned().unwrap_or_else(|| "<nothing>".into()),
+                    lines.get(i).cloned().unwrap_or_else(|| "<nothing>".into()),
+                );
                 (e != a).then_some((i + 1, e, a))
             })
         }

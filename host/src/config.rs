@@ -110,7 +110,8 @@ impl StartArgs {
         let runner_instance_id = self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(ConfigError)?;
         let data_dir = match self.data_dir {
             Some(d) => d,
-            None => default_data_dir().ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
+            None => default_data_dir()
+                .ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
         };
         let trusted = TrustedKeys::from_settings(self.trusted_keys_file.as_deref(), self.trusted_keys.as_deref()).map_err(ConfigError)?;
         let components_dir = self.components_dir.clone().unwrap_or_else(|| data_dir.join("plugins"));
@@ -169,19 +170,48 @@ fn parse_drivers(text: &str) -> Result<Vec<&'static str>, ConfigError> {
     Ok(out)
 }
 
-/// A boolean setting as people write it: 1/0, true/false, yes/no, on/off (any case).
-pub fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
-        "0" | "false" | "no" | "off" | "n" | "f" | "" => Some(false),
-        _ => None,
-    }
-}
-
 /// `$XDG_DATA_HOME/orgx-peer`, else `~/.local/share/orgx-peer`.
 pub fn default_data_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return Some(PathBuf::from(x).join("orgx-peer"));
     }
     std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share/orgx-peer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        start: StartArgs,
+    }
+
+    #[test]
+    fn booleans_take_every_usual_spelling() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["orgx-peer"].iter().chain(args)).map(|c| c.start.dev_unsigned_local);
+        for (args, want) in [
+            (&[][..], false),
+            (&["--dev-unsigned-local"][..], true),
+            (&["--dev-unsigned-local=1"][..], true),
+            (&["--dev-unsigned-local=yes"][..], true),
+            (&["--dev-unsigned-local=true"][..], true),
+            (&["--dev-unsigned-local=on"][..], true),
+            (&["--dev-unsigned-local=0"][..], false),
+            (&["--dev-unsigned-local=no"][..], false),
+            (&["--dev-unsigned-local=false"][..], false),
+        ] {
+            assert_eq!(parse(args).unwrap(), want, "{args:?}");
+        }
+        assert!(parse(&["--dev-unsigned-local=maybe"]).is_err());
+    }
+
+    #[test]
+    fn drivers_are_known_ids() {
+        assert_eq!(parse_drivers("codex, opencode,codex").unwrap(), vec!["codex", "opencode"]);
+        assert!(parse_drivers("claude_code,cursor").unwrap_err().0.contains("unknown driver `cursor`"));
+        assert_eq!(parse_drivers("").unwrap(), Vec::<&str>::new());
+    }
 }

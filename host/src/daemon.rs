@@ -31,8 +31,8 @@ use crate::run::live::{EnabledDriver, RunConfig};
 use crate::run::process::kill_stale_group;
 use crate::sandbox::{Limits, Sandbox};
 use crate::secret::ApiKey;
-use crate::trust::TrustedKeys;
 use crate::store::Store;
+use crate::trust::TrustedKeys;
 
 /// Everything `start` needs, already validated.
 #[derive(Clone)]
@@ -134,7 +134,14 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
 
     let dispatcher = Arc::new(Dispatcher {
         drivers: enabled,
-        run: RunConfig { api_key: cfg.api_key.clone(), max_line_bytes: cfg.max_line_bytes, limits, reports: Some(reports_tx) },
+        run: RunConfig {
+            outbox: outbox.clone(),
+            store: store.clone(),
+            api_key: cfg.api_key.clone(),
+            max_line_bytes: cfg.max_line_bytes,
+            limits,
+            reports: Some(reports_tx),
+        },
         outbox: outbox.clone(),
         store: store.clone(),
         components: components_rx.clone(),
@@ -178,7 +185,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             let fp = heartbeat::manifest_fingerprint(&c.digests());
             heartbeat::license_body(&cfg2.workspace_id, &cfg2.plugin_id, &fp, cfg2.runner_instance_id.as_ref().map(|r| r.as_str()))
         };
-        tokio::spawn(heartbeat::license_loop(api.clone(), body, cfg.license_interval, cfg.backoff, beats.clone(), components_rx.clone(), shutdown.clone()));
+        tokio::spawn(heartbeat::license_loop(
+            api.clone(),
+            body,
+            cfg.license_interval,
+            cfg.backoff,
+            beats.clone(),
+            components_rx.clone(),
+            shutdown.clone(),
+        ));
     }
     // Presence heartbeat, from cached state only.
     {
@@ -190,7 +205,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     // Skill rules on every connect; a failure keeps the last rules.
     tokio::spawn(rules_loop(api.clone(), cfg.workspace_id.clone(), store.clone(), rules_tx, link.clone(), shutdown.clone()));
     tokio::spawn(
-        ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }.run(shutdown.clone()),
+        ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }
+            .run(shutdown.clone()),
     );
     let status_task = {
         let (link, in_flight, outbox, beats, detections, components, rules, cfg2, registry, ids) = (
@@ -245,9 +261,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     draining_tx.send_replace(true);
     dispatcher.cancel_all("peer shutting down");
     let wait_runs = crate::run::live::KILL_GRACE + Duration::from_secs(5);
-    let t0 = std::time::Instant::now();
-    while !in_flight.is_empty() && t0.elapsed() < wait_runs {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if tokio::time::timeout(wait_runs, futures_util::future::join_all(in_flight.take_tasks())).await.is_err() {
+        tracing::warn!("runs did not finish within {} s of the cancel; their terminal messages come from the next start", wait_runs.as_secs());
     }
     // Give a connected socket a moment to deliver what is owed; the rest waits on disk.
     let t0 = std::time::Instant::now();
@@ -379,7 +394,14 @@ fn presence_body(
     body
 }
 
-async fn rules_loop(api: Api, workspace_id: String, store: Store, rules: watch::Sender<Arc<Vec<Rule>>>, mut link: watch::Receiver<LinkState>, mut shutdown: watch::Receiver<bool>) {
+async fn rules_loop(
+    api: Api,
+    workspace_id: String,
+    store: Store,
+    rules: watch::Sender<Arc<Vec<Rule>>>,
+    mut link: watch::Receiver<LinkState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = link.wait_for(|s| *s == LinkState::Connected) => if r.is_err() { return },

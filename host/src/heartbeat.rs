@@ -14,9 +14,6 @@ use crate::gateway::backoff::{Backoff, BackoffPolicy};
 use crate::gateway::session::LinkState;
 use crate::http::Api;
 
-pub const LICENSE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(20);
-
 /// What the last beats said, for `orgx-peer status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BeatStatus {
@@ -95,7 +92,14 @@ pub async fn license_loop<T: Send + Sync>(
 }
 
 /// Post the presence heartbeat on every socket open and every `interval` after.
-pub async fn presence_loop(api: Api, body: impl Fn() -> Value, interval: Duration, mut link: watch::Receiver<LinkState>, status: SharedBeats, mut shutdown: watch::Receiver<bool>) {
+pub async fn presence_loop(
+    api: Api,
+    body: impl Fn() -> Value,
+    interval: Duration,
+    mut link: watch::Receiver<LinkState>,
+    status: SharedBeats,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut was_connected = false;
     loop {
         let connected = *link.borrow_and_update() == LinkState::Connected;

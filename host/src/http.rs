@@ -48,7 +48,14 @@ impl Api {
         Ok(Api { client, base, key })
     }
 
-    async fn call(&self, endpoint: &'static str, method: Method, url: Url, body: Option<&Value>, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
+    async fn call(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ApiError> {
         let mut req = self.client.request(method, url).header(reqwest::header::AUTHORIZATION, self.key.authorization());
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
@@ -85,7 +92,8 @@ impl Api {
     pub async fn fetch_component(&self, url: Url, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
         let endpoint = "component download";
         let transport = |e: reqwest::Error| ApiError::Transport { endpoint, message: e.without_url().to_string() };
-        let mut resp = self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
+        let mut resp =
+            self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(ApiError::Status { endpoint, status, body: String::new() });

@@ -141,11 +141,14 @@ enum PluginCommand {
 }
 
 fn parse_driver(s: &str) -> Result<&'static str, String> {
-    orgx_peer::driver::by_id(s).map(|d| d.id).ok_or_else(|| format!("unknown driver `{s}` (drivers: {})", orgx_peer::driver::ids().join(", ")))
+    orgx_peer::driver::by_id(s)
+        .map(|d| d.id)
+        .ok_or_else(|| format!("unknown driver `{s}` (drivers: {})", orgx_peer::driver::ids().join(", ")))
 }
 
 fn parse_slot(s: &str) -> Result<Slot, String> {
-    Slot::parse(s).ok_or_else(|| format!("unknown slot `{s}` (slots: {})", Slot::all().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+    Slot::parse(s)
+        .ok_or_else(|| format!("unknown slot `{s}` (slots: {})", Slot::all().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
 }
 
 fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::rules::Rule>> {
@@ -215,7 +218,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("  binary     {}", settings.bin.display());
                     println!("  installed  {}", if det.installed { "yes" } else { "no" });
                     println!("  version    {}", det.version.as_deref().unwrap_or("-"));
-                    let logged = match det.logged_in { Some(true) => "yes", Some(false) => "no", None => "unknown" };
+                    let logged = match det.logged_in {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "unknown",
+                    };
                     println!("  logged in  {logged}{}", det.auth_method.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
                     if let Some(hint) = &det.hint {
                         println!("  hint       {hint}");
@@ -244,7 +251,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
             let components = ActiveComponents::load(&sandbox, driver, mapper.as_deref(), matcher.as_deref())?;
-            let opts = ReplayOptions { transcript, driver: driver.to_string(), run_id, cwd, max_line_bytes: DEFAULT_MAX_LINE_BYTES, limits };
+            let opts =
+                ReplayOptions { transcript, driver: driver.to_string(), run_id, cwd, max_line_bytes: DEFAULT_MAX_LINE_BYTES, limits };
             use std::io::Write;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -292,7 +300,10 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let envelope = authoring::sign(&component, &key, version, slot, name)?;
             let m = &envelope.manifest;
             println!("signed      {} -> {}", component.display(), orgx_peer::trust::Envelope::sidecar_path(&component).display());
-            println!("slot        {}\nname        {}\nversion     {}\nsha256      {}\nkey id      {}", m.slot, m.name, m.version, m.sha256, m.key_id);
+            println!(
+                "slot        {}\nname        {}\nversion     {}\nsha256      {}\nkey id      {}",
+                m.slot, m.name, m.version, m.sha256, m.key_id
+            );
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Verify { component, trusted_keys_file, trusted_keys } => {
@@ -302,7 +313,14 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             }
             match authoring::verify(&component, &trusted, orgx_peer::components::registry::DEFAULT_MAX_COMPONENT_BYTES) {
                 Ok(e) => {
-                    println!("ok          {} {} v{} signed by {} for slot {}", component.display(), e.manifest.name, e.manifest.version, e.manifest.key_id, e.manifest.slot);
+                    println!(
+                        "ok          {} {} v{} signed by {} for slot {}",
+                        component.display(),
+                        e.manifest.name,
+                        e.manifest.version,
+                        e.manifest.key_id,
+                        e.manifest.slot
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

@@ -33,8 +33,7 @@ impl Outbox {
         if messages.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(String, String, bool)> =
-            messages.iter().map(|m| (m.run_id().to_string(), m.to_json(), m.is_terminal())).collect();
+        let batch: Vec<(String, String, bool)> = messages.iter().map(|m| (m.run_id().to_string(), m.to_json(), m.is_terminal())).collect();
         let last = self.store.enqueue_batch(&batch)?;
         self.changed.send_replace(last);
         Ok(())

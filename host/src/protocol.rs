@@ -230,18 +230,10 @@ mod tests {
             started_at: "2026-01-01T00:00:00.000Z".into(),
             session_handle: Some("s".into()),
         });
-        assert_eq!(
-            m.to_json(),
-            r#"{"kind":"task.started","run_id":"r1","started_at":"2026-01-01T00:00:00.000Z","session_handle":"s"}"#
-        );
+        assert_eq!(m.to_json(), r#"{"kind":"task.started","run_id":"r1","started_at":"2026-01-01T00:00:00.000Z","session_handle":"s"}"#);
         let m = PeerMessage::Step(StepMessage {
             run_id: "r1".into(),
-            step: Step {
-                kind: StepKind::FileEdit,
-                summary: "Write a.txt".into(),
-                evidence_ref: Some("toolu_1".into()),
-                confidence: None,
-            },
+            step: Step { kind: StepKind::FileEdit, summary: "Write a.txt".into(), evidence_ref: Some("toolu_1".into()), confidence: None },
         });
         assert_eq!(
             m.to_json(),

@@ -33,9 +33,9 @@ pub async fn serve(data_dir: &Path, snapshot: impl Fn() -> Value + Send + Sync +
 /// Ask the daemon that owns `data_dir` for its snapshot.
 pub async fn query(data_dir: &Path) -> Result<Value, String> {
     let path = socket_path(data_dir);
-    let mut conn = UnixStream::connect(&path)
-        .await
-        .map_err(|e| format!("no orgx-peer is running with data dir `{}` (cannot connect to {}: {e})", data_dir.display(), path.display()))?;
+    let mut conn = UnixStream::connect(&path).await.map_err(|e| {
+        format!("no orgx-peer is running with data dir `{}` (cannot connect to {}: {e})", data_dir.display(), path.display())
+    })?;
     let mut text = String::new();
     conn.read_to_string(&mut text).await.map_err(|e| format!("cannot read the status from {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("the daemon answered something that is not JSON: {e}"))
@@ -43,7 +43,14 @@ pub async fn query(data_dir: &Path) -> Result<Value, String> {
 
 /// A short human rendering of a snapshot.
 pub fn render(v: &Value) -> String {
-    let s = |p: &str| v.pointer(p).map(|x| match x { Value::String(s) => s.clone(), other => other.to_string() }).unwrap_or_else(|| "-".into());
+    let s = |p: &str| {
+        v.pointer(p)
+            .map(|x| match x {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "-".into())
+    };
     let mut out = String::new();
     out.push_str(&format!("orgx-peer {}  workspace {}\n", s("/version"), s("/workspace_id")));
     out.push_str(&format!("connection   {}\n", s("/link")));
@@ -63,10 +70,25 @@ pub fn render(v: &Value) -> String {
             ));
         }
     }
-    out.push_str(&format!("plugins dir  {}{}\n", s("/components_dir"), if v["dev_unsigned_local"] == Value::Bool(true) { "  (DEV MODE: unsigned accepted)" } else { "" }));
+    out.push_str(&format!(
+        "components dir {}{}\n",
+        s("/components_dir"),
+        if v["dev_unsigned_local"] == Value::Bool(true) { "  (DEV MODE: unsigned accepted)" } else { "" }
+    ));
     out.push_str(&format!("trusted keys {}  quarantined {}\n", s("/trusted_keys"), s("/quarantined")));
     out.push_str(&format!("license      last ok {}  degraded {}\n", s("/heartbeats/last_license_ok"), s("/heartbeats/degraded")));
     out.push_str(&format!("presence     last ok {}\n", s("/heartbeats/last_presence_ok")));
-    out.push_str(&format!("claude       installed {} version {} logged in {}\n", s("/claude/installed"), s("/claude/version"), s("/claude/logged_in")));
+    if let Some(Value::Object(drivers)) = v.get("drivers") {
+        let enabled: Vec<&str> = v["drivers_enabled"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        for (id, d) in drivers {
+            out.push_str(&format!(
+                "driver       {id} {} installed {} version {} logged in {}\n",
+                if enabled.contains(&id.as_str()) { "enabled" } else { "off" },
+                d["installed"],
+                d["version"].as_str().unwrap_or("-"),
+                d["logged_in"]
+            ));
+        }
+    }
     out
 }

@@ -26,7 +26,9 @@ impl Peer {
     }
 
     pub fn start_in(server: &FakeOrgx, env: &[(&str, &str)], data: tempfile::TempDir) -> Peer {
-        let log = data.path().join(format!("peer-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log = data
+            .path()
+            .join(format!("peer-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgx-peer"));
         cmd.arg("start")
             .env("ORGX_API_KEY", KEY)
@@ -120,4 +122,12 @@ pub async fn until_terminal(server: &FakeOrgx, run_id: &str) -> Value {
     let id = run_id.to_string();
     server.wait_until(&format!("terminal message of {run_id}"), WAIT, move |s| terminal(s, &id).is_some()).await;
     terminal(server, run_id).unwrap()
+}
+
+/// The `status` entry of one component slot (`mapper:claude_code`, `matcher`, …).
+pub fn component<'a>(status: &'a Value, slot: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["slot"] == slot))
+        .unwrap_or_else(|| panic!("no slot `{slot}` in {status}"))
 }

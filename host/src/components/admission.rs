@@ -129,7 +129,13 @@ pub enum Precheck {
 
 /// Every check that needs only the signed manifest, in stage order. `slot` is `None` on the
 /// restore path, where floor, active and quarantine are the caller's (history) business.
-pub fn precheck(manifest: &Manifest, signature: &str, keys: &TrustedKeys, max_bytes: u64, slot: Option<SlotView<'_>>) -> Result<Precheck, Rejection> {
+pub fn precheck(
+    manifest: &Manifest,
+    signature: &str,
+    keys: &TrustedKeys,
+    max_bytes: u64,
+    slot: Option<SlotView<'_>>,
+) -> Result<Precheck, Rejection> {
     manifest.validate().map_err(|e| Rejection::new(Stage::Manifest, e.to_string()))?;
     if manifest.size > max_bytes {
         return Err(Rejection::new(Stage::Size, format!("it declares {} bytes; this peer takes at most {max_bytes}", manifest.size)));
@@ -150,7 +156,10 @@ pub fn precheck(manifest: &Manifest, signature: &str, keys: &TrustedKeys, max_by
         ));
     }
     if manifest.world != manifest.slot.world() {
-        return Err(Rejection::new(Stage::World, format!("slot `{}` serves world `{}`, not `{}`", manifest.slot, manifest.slot.world(), manifest.world)));
+        return Err(Rejection::new(
+            Stage::World,
+            format!("slot `{}` serves world `{}`, not `{}`", manifest.slot, manifest.slot.world(), manifest.world),
+        ));
     }
     if WitVersion::parse(&manifest.wit_version).is_none() {
         return Err(Rejection::new(
@@ -186,7 +195,14 @@ pub struct Loaded {
 /// imports, link, the slot's world at the signed WIT version, then — unless `path` says the
 /// bytes passed it before (`self_tested`) — instantiate and self-test. An unsigned candidate
 /// (`manifest` `None`, dev mode and `replay --mapper`) serves the slot its world implies.
-pub fn load(loader: &Loader<'_>, path: Path, manifest: Option<&Manifest>, name: &str, bytes: &[u8], self_tested: bool) -> Result<Loaded, Rejection> {
+pub fn load(
+    loader: &Loader<'_>,
+    path: Path,
+    manifest: Option<&Manifest>,
+    name: &str,
+    bytes: &[u8],
+    self_tested: bool,
+) -> Result<Loaded, Rejection> {
     check_bytes(manifest, bytes, loader.max_bytes)?;
     let (component, code) = match loader.cache {
         Some(cache) => loader.sandbox.load_cached(name, bytes, cache)?,

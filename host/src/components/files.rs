@@ -80,7 +80,8 @@ impl ComponentFiles {
         if actual != sha256 {
             return Err(format!("stored component {sha256} is corrupt (its bytes hash to {actual})"));
         }
-        let json = std::fs::read(self.sig_path(sha256)).map_err(|e| format!("cannot read the manifest of stored component {sha256}: {e}"))?;
+        let json =
+            std::fs::read(self.sig_path(sha256)).map_err(|e| format!("cannot read the manifest of stored component {sha256}: {e}"))?;
         let envelope: Envelope =
             serde_json::from_slice(&json).map_err(|e| format!("the manifest of stored component {sha256} is corrupt: {e}"))?;
         if envelope.manifest.sha256 != sha256 {

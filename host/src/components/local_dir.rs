@@ -29,7 +29,8 @@ fn stamp(wasm: &Path) -> Option<Stamp> {
 /// `.wasm` files in `dir`, sorted so that admissions happen in a stable order.
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file()).collect();
+    let mut files: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file()).collect();
     files.sort();
     files
 }
@@ -48,7 +49,9 @@ pub fn admit_file(registry: &Registry, wasm: &Path) {
         Err(e) => return tracing::warn!(file = %shown, "{e}"),
     };
     match registry.admit_local(&name, envelope, bytes) {
-        Ok(a) if a.changed => tracing::info!(file = %shown, slot = %a.slot, name = %a.name, version = a.version, cached = a.cached, "local component activated; new runs use it"),
+        Ok(a) if a.changed => {
+            tracing::info!(file = %shown, slot = %a.slot, name = %a.name, version = a.version, cached = a.cached, "local component activated; new runs use it")
+        }
         Ok(a) => tracing::debug!(file = %shown, slot = %a.slot, "local component already active"),
         Err(r) => tracing::warn!(file = %shown, "local component {r}; the active component keeps serving"),
     }

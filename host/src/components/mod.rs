@@ -76,7 +76,12 @@ impl Serving {
     }
 
     pub fn id(&self, slot: Slot) -> ComponentId {
-        ComponentId { slot: slot.to_string(), name: self.component.info.name.clone(), version: self.version, sha256: self.component.info.sha256.clone() }
+        ComponentId {
+            slot: slot.to_string(),
+            name: self.component.info.name.clone(),
+            version: self.version,
+            sha256: self.component.info.sha256.clone(),
+        }
     }
 
     /// The status / log view of this slot.

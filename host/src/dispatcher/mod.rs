@@ -13,16 +13,16 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::components::ActiveComponents;
 use crate::components::registry::Registry;
+use crate::components::ActiveComponents;
 use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, ServerFrame};
 use crate::http::Api;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
 use crate::run::live::{self, EnabledDriver, RunConfig};
-use crate::time::iso8601;
 use crate::store::{Claim, Store};
+use crate::time::iso8601;
 
 struct RunHandle {
     cancel: watch::Sender<Option<String>>,
@@ -46,6 +46,12 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every run's task, taken out of the map: shutdown awaits their completion instead of
+    /// polling the count.
+    pub fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        self.lock().drain().map(|(_, h)| h.task).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunHandle>> {
@@ -113,7 +119,12 @@ impl Dispatcher {
         }
         let Some(driver) = self.drivers.get(d.task.driver.as_str()).cloned() else {
             let enabled: Vec<&str> = self.drivers.keys().copied().collect();
-            self.refuse(&d, format!("driver `{}` is not available on this peer (it runs: {})", d.task.driver, enabled.join(", ")), false);
+            let runs = if enabled.is_empty() {
+                "no driver CLI was found at start; see `orgx-peer detect`".to_string()
+            } else {
+                format!("it runs: {}", enabled.join(", "))
+            };
+            self.refuse(&d, format!("driver `{}` is not available on this peer ({runs})", d.task.driver), false);
             return;
         };
         if *self.draining.borrow() {
@@ -130,12 +141,12 @@ impl Dispatcher {
         let (cancel, cancelled) = watch::channel(None);
         let components = self.components.borrow().clone();
         let rules = self.rules.borrow().clone();
-        let (outbox, store, run_cfg, in_flight) = (self.outbox.clone(), self.store.clone(), self.run.clone(), self.in_flight.clone());
+        let (store, run_cfg, in_flight) = (self.store.clone(), self.run.clone(), self.in_flight.clone());
         let (run_id, key) = (d.run_id.clone(), d.idempotency_key.clone());
         let slot = run_id.clone();
         tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
         let task = tokio::spawn(async move {
-            live::run(d, driver, run_cfg, components, rules, outbox, store.clone(), cancelled).await;
+            live::run(d, driver, run_cfg, components, rules, cancelled).await;
             if let Err(e) = store.finish_dispatch(&key) {
                 tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
             }

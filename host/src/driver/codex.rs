@@ -94,11 +94,18 @@ mod tests {
 
     #[test]
     fn command_line() {
-        let mut settings = DriverSettings { extra_args: vec!["-c".into(), "features.plugins=false".into()], model: Some("gpt-5.5".into()), ..DriverSettings::default() };
+        let mut settings = DriverSettings {
+            extra_args: vec!["-c".into(), "features.plugins=false".into()],
+            model: Some("gpt-5.5".into()),
+            ..DriverSettings::default()
+        };
         let args = |s: &DriverSettings| -> Vec<String> {
             (DRIVER.command)(&Launch { prompt: "Fix it", settings: s }).args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
         };
-        assert_eq!(args(&settings), ["-c", "features.plugins=false", "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write", "-m", "gpt-5.5", "Fix it"]);
+        assert_eq!(
+            args(&settings),
+            ["-c", "features.plugins=false", "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write", "-m", "gpt-5.5", "Fix it"]
+        );
         settings.options.insert("ORGX_CODEX_SANDBOX", "danger-full-access".into());
         assert!(args(&settings).windows(2).any(|w| w == ["-s", "danger-full-access"]));
         // A value Codex would not take is not passed through.
@@ -108,7 +115,8 @@ mod tests {
 
     #[test]
     fn login_status_table() {
-        let table: &[(Option<(bool, &str)>, (Option<bool>, Option<&str>, Option<&str>))] = &[
+        type Reading = (Option<bool>, Option<&'static str>, Option<&'static str>);
+        let table: &[(Option<(bool, &str)>, Reading)] = &[
             (Some((true, "Logged in using ChatGPT")), (Some(true), Some("chatgpt"), Some("subscription"))),
             (Some((true, "Logged in using an API key - sk-proj-***abcd")), (Some(true), Some("api_key"), Some("api_key"))),
             (Some((true, "Logged in using access token")), (Some(true), None, Some("user_managed"))),

@@ -176,10 +176,8 @@ pub fn wit_sub_type(s: &str) -> Option<t::SourceSubType> {
 /// The generic attribution: what detection showed, and the settings' model and pricing.
 pub fn attribution_from_detection(settings: &DriverSettings, detection: Option<&Detection>) -> Attribution {
     Attribution {
-        detection: detection.map(|d| t::Detection {
-            source_sub_type: d.source_sub_type.and_then(wit_sub_type),
-            auth_method: d.auth_method.clone(),
-        }),
+        detection: detection
+            .map(|d| t::Detection { source_sub_type: d.source_sub_type.and_then(wit_sub_type), auth_method: d.auth_method.clone() }),
         provider_id: None,
         model: settings.model.clone(),
         pricing: settings.pricing,
@@ -189,6 +187,15 @@ pub fn attribution_from_detection(settings: &DriverSettings, detection: Option<&
 /// `ORGX_<DRIVER>_…` names for a driver id: `ORGX_CODEX_MODEL`, `ORGX_CLAUDE_CODE_PRICING`.
 pub fn setting_name(driver: &Driver, suffix: &str) -> String {
     format!("ORGX_{}_{suffix}", driver.id.to_ascii_uppercase())
+}
+
+/// A boolean setting as people write it: 1/0, true/false, yes/no, on/off (any case).
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
+        "0" | "false" | "no" | "off" | "n" | "f" | "" => Some(false),
+        _ => None,
+    }
 }
 
 /// Parse `input,cached_input,output` (USD per million tokens).
@@ -206,9 +213,19 @@ pub fn settings_from_env(driver: &Driver, get: &dyn Fn(&str) -> Option<String>) 
     let extra = driver.extra_args_env.iter().find_map(|name| get(name)).unwrap_or_default();
     let model = get(&setting_name(driver, "MODEL")).filter(|m| !m.trim().is_empty());
     let pricing_name = setting_name(driver, "PRICING");
-    let pricing = get(&pricing_name).filter(|p| !p.trim().is_empty()).map(|p| parse_pricing(&p)).transpose().map_err(|e| format!("{pricing_name}: {e}"))?;
+    let pricing = get(&pricing_name)
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| parse_pricing(&p))
+        .transpose()
+        .map_err(|e| format!("{pricing_name}: {e}"))?;
     let options = driver.option_envs.iter().filter_map(|name| get(name).map(|v| (*name, v))).collect();
-    Ok(DriverSettings { bin: PathBuf::from(bin), extra_args: extra.split_whitespace().map(str::to_string).collect(), model, pricing, options })
+    Ok(DriverSettings {
+        bin: PathBuf::from(bin),
+        extra_args: extra.split_whitespace().map(str::to_string).collect(),
+        model,
+        pricing,
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -249,6 +266,13 @@ mod tests {
         let s = settings_from_env(&opencode::DRIVER, &none).unwrap();
         assert_eq!(s.bin, PathBuf::from("opencode"));
         assert!(s.extra_args.is_empty() && s.pricing.is_none() && s.model.is_none());
+    }
+
+    #[test]
+    fn booleans_as_people_write_them() {
+        for (text, want) in [("1", Some(true)), ("YES", Some(true)), (" on ", Some(true)), ("true", Some(true)), ("0", Some(false)), ("no", Some(false)), ("Off", Some(false)), ("", Some(false)), ("2", None), ("yep", None)] {
+            assert_eq!(parse_bool(text), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn command(launch: &Launch<'_>) -> Command {
         args.push("-m".into());
         args.push(model.into());
     }
-    if s.option("ORGX_OPENCODE_AUTO").is_some_and(|v| crate::config::parse_bool(v) == Some(true)) {
+    if s.option("ORGX_OPENCODE_AUTO").is_some_and(|v| super::parse_bool(v) == Some(true)) {
         args.push("--auto".into());
     }
     args.extend(s.extra_args.iter().map(Into::into));

@@ -85,7 +85,9 @@ impl BaseUrl {
             return Err(format!("component URL `{shown}` is scheme-relative; give a path on the OrgX base URL"));
         }
         let url = self.0.join(reference).map_err(|e| format!("component URL `{shown}` is not a URL: {e}"))?;
-        let same_origin = url.scheme() == self.0.scheme() && url.host_str() == self.0.host_str() && url.port_or_known_default() == self.0.port_or_known_default();
+        let same_origin = url.scheme() == self.0.scheme()
+            && url.host_str() == self.0.host_str()
+            && url.port_or_known_default() == self.0.port_or_known_default();
         if !same_origin || !url.username().is_empty() || url.password().is_some() {
             return Err(format!("component URL `{shown}` is not on the OrgX base URL {self}; the peer only downloads from its own server"));
         }
@@ -185,7 +187,13 @@ mod tests {
             "ws://127.0.0.1:8080/api/v1/gateway/stream?workspace_id=ws+1%26x&plugin_id=%40useorgx%2Forgx-peer&drivers=claude_code&installation_id=inst&runner_instance_id=r-1"
         );
         let base = BaseUrl::parse("https://useorgx.com/").unwrap();
-        let url = base.gateway_stream(&StreamQuery { workspace_id: "w", plugin_id: "p", drivers: &["claude_code", "codex"], installation_id: None, runner_instance_id: None });
+        let url = base.gateway_stream(&StreamQuery {
+            workspace_id: "w",
+            plugin_id: "p",
+            drivers: &["claude_code", "codex"],
+            installation_id: None,
+            runner_instance_id: None,
+        });
         assert_eq!(url.as_str(), "wss://useorgx.com/api/v1/gateway/stream?workspace_id=w&plugin_id=p&drivers=claude_code%2Ccodex");
     }
 

@@ -103,8 +103,10 @@ mod tests {
 
     #[test]
     fn parses_dispatch_and_cancel() {
-        let d = ServerFrame::parse(r#"{"kind":"task.dispatch","run_id":"r1","idempotency_key":"k1","timeout_seconds":60,
-            "task":{"title":"Fix","driver":"claude_code","skill_ids":["s1"],"repo_path":"/tmp/x","extra":true},"v":2}"#)
+        let d = ServerFrame::parse(
+            r#"{"kind":"task.dispatch","run_id":"r1","idempotency_key":"k1","timeout_seconds":60,
+            "task":{"title":"Fix","driver":"claude_code","skill_ids":["s1"],"repo_path":"/tmp/x","extra":true},"v":2}"#,
+        )
         .unwrap();
         match d {
             ServerFrame::Dispatch(d) => {

@@ -126,14 +126,11 @@ impl Gateway {
     }
 
     async fn connect(&self) -> Result<Ws, ConnectError> {
-        let mut request = self
-            .config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Failed(format!("bad gateway URL: {e}")))?;
+        let mut request =
+            self.config.url.as_str().into_client_request().map_err(|e| ConnectError::Failed(format!("bad gateway URL: {e}")))?;
         let protocols = format!("{PROTOCOL_VERSION}, {}", self.config.api_key.subprotocol());
-        let value = HeaderValue::from_str(&protocols).map_err(|_| ConnectError::Refused("the API key cannot be sent as a subprotocol".into()))?;
+        let value =
+            HeaderValue::from_str(&protocols).map_err(|_| ConnectError::Refused("the API key cannot be sent as a subprotocol".into()))?;
         request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, value);
         let connect = tokio_tungstenite::connect_async(request);
         let (ws, response) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
@@ -141,8 +138,14 @@ impl Gateway {
             Ok(Err(WsError::Http(resp))) => {
                 let status = resp.status();
                 return Err(match status {
-                    StatusCode::UNAUTHORIZED => ConnectError::Refused("HTTP 401 Unauthorized: the server does not accept ORGX_API_KEY (check the key and its `gateway:drive` scope)".into()),
-                    StatusCode::FORBIDDEN => ConnectError::Refused("HTTP 403 Forbidden: the API key may not drive this workspace (check ORGX_WORKSPACE_ID and the key's scopes)".into()),
+                    StatusCode::UNAUTHORIZED => ConnectError::Refused(
+                        "HTTP 401 Unauthorized: the server does not accept ORGX_API_KEY (check the key and its `gateway:drive` scope)"
+                            .into(),
+                    ),
+                    StatusCode::FORBIDDEN => ConnectError::Refused(
+                        "HTTP 403 Forbidden: the API key may not drive this workspace (check ORGX_WORKSPACE_ID and the key's scopes)"
+                            .into(),
+                    ),
                     s => ConnectError::Failed(format!("handshake answered HTTP {s}")),
                 });
             }

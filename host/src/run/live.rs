@@ -18,16 +18,16 @@ use super::pipeline::{RunPipeline, RunSpec};
 use super::process::{DriverProcess, ExitInfo, SpawnSpec};
 use super::tree;
 use crate::components::{ActiveComponents, RunReport};
-use crate::gateway::frames::Dispatch;
-use crate::outbox::Outbox;
-use crate::store::{RunGroup, Store};
-use crate::protocol::PeerMessage;
-use crate::rules::Rule;
-use crate::sandbox::{types as t, Limits};
 use crate::driver::probe::GATEWAY_KEYS;
 use crate::driver::{Attribution, Driver, DriverSettings, Launch};
+use crate::gateway::frames::Dispatch;
+use crate::outbox::Outbox;
+use crate::protocol::PeerMessage;
+use crate::rules::Rule;
 use crate::sandbox::convert::run_context;
+use crate::sandbox::{types as t, Limits};
 use crate::secret::ApiKey;
+use crate::store::{RunGroup, Store};
 
 /// SIGTERM → SIGKILL grace for cancel, timeout and shutdown (the protocol's 3 s).
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
@@ -46,6 +46,10 @@ pub struct EnabledDriver {
 /// What every live run needs besides its dispatch and driver.
 #[derive(Clone)]
 pub struct RunConfig {
+    /// Where the run's messages go (durably, before they are sent).
+    pub outbox: Outbox,
+    /// The runs' process-group records, for a restarted peer to clean up after a crash.
+    pub store: Store,
     pub api_key: ApiKey,
     pub max_line_bytes: usize,
     pub limits: Limits,
@@ -76,10 +80,9 @@ pub async fn run(
     cfg: RunConfig,
     components: ActiveComponents,
     rules: Arc<Vec<Rule>>,
-    outbox: Outbox,
-    store: Store,
     mut cancel: watch::Receiver<Option<String>>,
 ) {
+    let (outbox, store) = (cfg.outbox.clone(), cfg.store.clone());
     let run_id = dispatch.run_id.clone();
     let started_at = SystemTime::now();
     let (input, inputs) = mpsc::channel::<Input>(256);
@@ -278,10 +281,7 @@ fn pipeline_thread(
         push(msgs);
     }
     let _ = done.send(());
-    RunReport {
-        served_by: components.digests().iter().map(|d| d.to_string()).collect(),
-        faulted: run.fault().cloned(),
-    }
+    RunReport { served_by: components.digests().iter().map(|d| d.to_string()).collect(), faulted: run.fault().cloned() }
 }
 
 fn short(s: &str) -> String {

@@ -106,7 +106,9 @@ impl DriverProcess {
             std::io::ErrorKind::NotFound => {
                 SpawnError::NotFound { program: program.clone(), setting: spec.setting.clone(), install_hint: spec.install_hint.clone() }
             }
-            std::io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() },
+            std::io::ErrorKind::PermissionDenied => {
+                SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() }
+            }
             _ => SpawnError::Other { program: program.clone(), source },
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -149,7 +151,11 @@ impl DriverProcess {
             Ok(())
         } else {
             let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(e) }
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                Ok(())
+            } else {
+                Err(e)
+            }
         }
     }
 
@@ -272,11 +278,17 @@ mod tests {
     #[tokio::test]
     async fn exit_status_env_and_stderr_tail() {
         std::env::set_var("SECRET_FOR_TEST", "x");
-        let (mut p, mut out) =
-            DriverProcess::spawn(spec("echo ${SECRET_FOR_TEST:-gone} $ADDED_FOR_TEST; echo \"$PWD\"; echo oops >&2; echo last words >&2; exit 3")).unwrap();
+        let (mut p, mut out) = DriverProcess::spawn(spec(
+            "echo ${SECRET_FOR_TEST:-gone} $ADDED_FOR_TEST; echo \"$PWD\"; echo oops >&2; echo last words >&2; exit 3",
+        ))
+        .unwrap();
         assert_eq!(out.next().await.unwrap(), Some(super::super::lines::Line::Full(b"gone yes".to_vec())));
         let cwd = std::fs::canonicalize(std::env::temp_dir()).unwrap();
-        assert_eq!(out.next().await.unwrap(), Some(super::super::lines::Line::Full(cwd.display().to_string().into_bytes())), "PWD is the run's directory");
+        assert_eq!(
+            out.next().await.unwrap(),
+            Some(super::super::lines::Line::Full(cwd.display().to_string().into_bytes())),
+            "PWD is the run's directory"
+        );
         assert_eq!(p.wait().await, ExitInfo::Code(3));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(p.stderr_tail().as_deref(), Some("last words"));

@@ -43,9 +43,8 @@ pub async fn replay(
     opts: &ReplayOptions,
     mut sink: impl FnMut(&PeerMessage),
 ) -> anyhow::Result<ReplayStats> {
-    let file = tokio::fs::File::open(&opts.transcript)
-        .await
-        .with_context(|| format!("cannot open transcript `{}`", opts.transcript.display()))?;
+    let file =
+        tokio::fs::File::open(&opts.transcript).await.with_context(|| format!("cannot open transcript `{}`", opts.transcript.display()))?;
     let mut reader = LineReader::new(file, opts.max_line_bytes);
     let (mut run, first) = RunPipeline::start(RunSpec {
         context: crate::sandbox::convert::run_context(opts.run_id.clone(), opts.cwd.clone(), &opts.driver),
@@ -64,10 +63,7 @@ pub async fn replay(
     };
     emit(first, &mut stats);
     while !run.is_done() {
-        let line = reader
-            .next()
-            .await
-            .with_context(|| format!("cannot read transcript `{}`", opts.transcript.display()))?;
+        let line = reader.next().await.with_context(|| format!("cannot read transcript `{}`", opts.transcript.display()))?;
         match line {
             Some(Line::Full(bytes)) => {
                 stats.lines += 1;

@@ -103,7 +103,6 @@ fn signal(pids: &BTreeSet<i32>, sig: i32) {
     }
 }
 
-
 /// Stop every process of the run: SIGTERM, then SIGKILL to what is left after `grace`.
 /// `exclude` is the CLI itself when its own handle waits for it (tokio reaps it). Returns how
 /// many processes were found.

@@ -158,13 +158,23 @@ pub fn describe(engine: &wasmtime::Engine, name: &str, sha256: String, size: usi
 }
 
 /// Compile, audit and type-check `bytes` as a component called `name`.
-pub fn load(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+pub fn load(
+    engine: &super::engine::SandboxEngine,
+    linker: &Linker<GuestState>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<LoadedComponent, LoadError> {
     let (component, info) = inspect(engine.engine(), name, bytes)?;
     admit(engine, linker, component, info)
 }
 
 /// Audit and type-check a compiled component: the policy half of loading.
-pub fn admit(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>, component: Component, info: ComponentInfo) -> Result<LoadedComponent, LoadError> {
+pub fn admit(
+    engine: &super::engine::SandboxEngine,
+    linker: &Linker<GuestState>,
+    component: Component,
+    info: ComponentInfo,
+) -> Result<LoadedComponent, LoadError> {
     let fail = |stage, message: String| LoadError { component: info.label(), stage, message };
     if !info.refused_imports.is_empty() {
         let list: Vec<String> = info.refused_imports.iter().map(ToString::to_string).collect();
@@ -184,8 +194,12 @@ pub fn admit(engine: &super::engine::SandboxEngine, linker: &Linker<GuestState>,
     let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
     super::typecheck::check_exports(engine.engine(), &instance_pre, world, version).map_err(|m| fail(LoadStage::Link, m))?;
     let pre = match (world, version) {
-        (World::Mapper, WitVersion::V0_1_0) => Pre::Mapper(MapperPre::V0_1_0(v0_1_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?)),
-        (World::Mapper, WitVersion::V0_2_0) => Pre::Mapper(MapperPre::V0_2_0(v0_2_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?)),
+        (World::Mapper, WitVersion::V0_1_0) => {
+            Pre::Mapper(MapperPre::V0_1_0(v0_1_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?))
+        }
+        (World::Mapper, WitVersion::V0_2_0) => {
+            Pre::Mapper(MapperPre::V0_2_0(v0_2_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?))
+        }
         (World::Matcher, WitVersion::V0_1_0) => {
             Pre::Matcher(MatcherPre::V0_1_0(v0_1_0::matcher::MatcherComponentPre::new(instance_pre).map_err(link_err)?))
         }

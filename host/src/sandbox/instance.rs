@@ -89,13 +89,7 @@ impl Guarded {
     fn new(engine: &wasmtime::Engine, info: Arc<ComponentInfo>, limits: Limits) -> Guarded {
         let (out, err) = GuestLog::pair(info.label().into(), limits.max_log_bytes);
         // No preopens, no environment, no arguments, no network, stdin empty.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(out)
-            .stderr(err)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = WasiCtxBuilder::new().stdout(out).stderr(err).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let state = GuestState { wasi, table: ResourceTable::new(), limiter: GuestLimiter::new(&limits) };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -268,10 +262,7 @@ impl MatcherInstance {
             }
             MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_check(s, subject, evidence_ref),
         })?;
-        let size = devs
-            .iter()
-            .map(|d| d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len())
-            .sum();
+        let size = devs.iter().map(|d| d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len()).sum();
         self.guard.check_output("check", size)?;
         Ok(devs)
     }
@@ -282,9 +273,7 @@ fn event_bytes(e: &types::Event) -> usize {
         types::Event::Started(h) => h.as_ref().map_or(0, String::len),
         types::Event::FirstResponse => 0,
         types::Event::Step(s) => {
-            s.summary.len()
-                + s.evidence_ref.as_ref().map_or(0, String::len)
-                + s.subject.as_ref().map_or(0, |m| m.text.len())
+            s.summary.len() + s.evidence_ref.as_ref().map_or(0, String::len) + s.subject.as_ref().map_or(0, |m| m.text.len())
         }
         types::Event::Terminal(t) => terminal_bytes(t),
         types::Event::Suspended(s) => {
@@ -295,7 +284,9 @@ fn event_bytes(e: &types::Event) -> usize {
 
 fn terminal_bytes(t: &types::Terminal) -> usize {
     match t {
-        types::Terminal::Completed(c) => c.source_driver.len() + provider_ref_bytes(&c.provider_id) + provider_ref_bytes(&c.observed_provider_id),
+        types::Terminal::Completed(c) => {
+            c.source_driver.len() + provider_ref_bytes(&c.provider_id) + provider_ref_bytes(&c.observed_provider_id)
+        }
         types::Terminal::Failed(f) => f.reason.len(),
     }
 }

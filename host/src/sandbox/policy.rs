@@ -72,11 +72,7 @@ pub fn check_import(name: &str) -> Result<(), Refusal> {
     let Some((package, interface)) = path.split_once('/') else {
         return refuse("bare imports (functions, unnamed instances) are not allowed");
     };
-    let Some(rule) = ALLOWED_IMPORTS
-        .iter()
-        .find(|(p, i, _)| *p == package && *i == interface)
-        .map(|(_, _, rule)| *rule)
-    else {
+    let Some(rule) = ALLOWED_IMPORTS.iter().find(|(p, i, _)| *p == package && *i == interface).map(|(_, _, rule)| *rule) else {
         return refuse("the interface is not on the sandbox allowlist (see docs/sandbox.md)");
     };
     let served = match rule {
@@ -93,10 +89,8 @@ pub fn check_import(name: &str) -> Result<(), Refusal> {
 /// `0.2.N` with N a plain decimal number (no sign, no leading zeros, no pre-release tag).
 fn parse_wasi_02_patch(version: &str) -> Option<u32> {
     let patch = version.strip_prefix("0.2.")?;
-    let plain = !patch.is_empty()
-        && patch.bytes().all(|b| b.is_ascii_digit())
-        && (patch == "0" || !patch.starts_with('0'))
-        && patch.len() <= 4;
+    let plain =
+        !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()) && (patch == "0" || !patch.starts_with('0')) && patch.len() <= 4;
     plain.then(|| patch.parse().ok()).flatten()
 }
 

@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn world_of_exports_table() {
-        let table: &[(&[&str], Option<(World, WitVersion)>)] = &[
+        type Case<'a> = (&'a [&'a str], Option<(World, WitVersion)>);
+        let table: &[Case<'_>] = &[
             (&["orgx:peer/mapper@0.1.0"], Some((World::Mapper, WitVersion::V0_1_0))),
             (&["orgx:peer/mapper@0.2.0"], Some((World::Mapper, WitVersion::V0_2_0))),
             (&["orgx:peer/matcher@0.2.0"], Some((World::Matcher, WitVersion::V0_2_0))),

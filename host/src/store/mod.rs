@@ -85,8 +85,12 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
         }
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => err("another orgx-peer is using this data dir (stop it, or set ORGX_PEER_DATA_DIR to another directory)".into()),
-            other => err(format!("cannot open it ({other}); if it is corrupted, move it aside and restart (owed messages in it would be lost)")),
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                err("another orgx-peer is using this data dir (stop it, or set ORGX_PEER_DATA_DIR to another directory)".into())
+            }
+            other => {
+                err(format!("cannot open it ({other}); if it is corrupted, move it aside and restart (owed messages in it would be lost)"))
+            }
         })?;
         let store = Store { db: Arc::new(db), path: Arc::new(path.to_path_buf()) };
         // Create every table once, so readers never see a missing table.
@@ -335,7 +339,10 @@ mod tests {
             s.finish_dispatch(&k).unwrap();
         }
         assert_eq!(s.claim_dispatch("k", "again").unwrap(), Claim::New, "the oldest finished keys are forgotten");
-        assert!(matches!(s.claim_dispatch("running", "x").unwrap(), Claim::Duplicate { finished: false, .. }), "running keys are never evicted");
+        assert!(
+            matches!(s.claim_dispatch("running", "x").unwrap(), Claim::Duplicate { finished: false, .. }),
+            "running keys are never evicted"
+        );
     }
 
     #[test]

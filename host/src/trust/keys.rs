@@ -231,7 +231,9 @@ mod tests {
             ("version bumped after signing", bumped, sig.clone(), |e| *e == SignatureError::Mismatch),
             ("slot changed after signing", other_slot, sig.clone(), |e| *e == SignatureError::Mismatch),
             ("digest changed after signing", other_digest, sig.clone(), |e| *e == SignatureError::Mismatch),
-            ("untrusted signer", manifest(&stranger), stranger.sign(&manifest(&stranger)).unwrap(), |e| matches!(e, SignatureError::UnknownKey(_))),
+            ("untrusted signer", manifest(&stranger), stranger.sign(&manifest(&stranger)).unwrap(), |e| {
+                matches!(e, SignatureError::UnknownKey(_))
+            }),
             ("stranger relabelled as trusted", stranger_manifest, stranger_sig, |e| *e == SignatureError::Mismatch),
         ];
         for (what, m, sig, ok) in table {
@@ -255,7 +257,9 @@ mod tests {
             let err = TrustedKeys::parse(text).expect_err(text);
             assert!(err.contains(want), "{text}: {err}");
         }
-        let two = TrustedKeys::parse(&format!("{}, {}  # two keys", k.public().to_text(), SecretKey::generate().unwrap().public().to_text())).unwrap();
+        let two =
+            TrustedKeys::parse(&format!("{}, {}  # two keys", k.public().to_text(), SecretKey::generate().unwrap().public().to_text()))
+                .unwrap();
         assert_eq!(two.ids().len(), 2);
         assert!(SecretKey::parse("ed25519:AAAA").is_err());
         let mut m = manifest(&k);

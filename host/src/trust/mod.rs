@@ -38,7 +38,9 @@ impl Envelope {
         match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(SidecarError::Unreadable { path: shown(), source }),
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| SidecarError::Malformed { path: shown(), reason: e.to_string() }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| SidecarError::Malformed { path: shown(), reason: e.to_string() })
+            }
         }
     }
 

@@ -24,15 +24,20 @@ pub fn build_guests(root: &Path, subdir: &str, crates: &[&str]) -> PathBuf {
     let target_dir = root.join("target").join(subdir);
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "wasm"])
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.current_dir(root).args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "wasm"]).arg("--target-dir").arg(&target_dir);
     for name in crates {
         cmd.args(["-p", name]);
     }
     // The outer build's flags and wrappers are for the host target, not for wasm.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo to build the guest components: {e}"));
@@ -48,5 +53,9 @@ pub fn build_guests(root: &Path, subdir: &str, crates: &[&str]) -> PathBuf {
 /// The workspace root, from a member crate's build script.
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    manifest_dir.ancestors().find(|d| d.join("wit").is_dir() && d.join("Cargo.lock").is_file()).expect("the crate sits in the orgx-peer workspace").to_path_buf()
+    manifest_dir
+        .ancestors()
+        .find(|d| d.join("wit").is_dir() && d.join("Cargo.lock").is_file())
+        .expect("the crate sits in the orgx-peer workspace")
+        .to_path_buf()
 }

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-pub use orgx_peer_sdk::types::*;
 use orgx_peer_sdk::text;
+pub use orgx_peer_sdk::types::*;
 
 /// The fields of a stream-json line the contract reads; everything else is skipped.
 #[derive(Deserialize)]

@@ -114,7 +114,17 @@ mod tests {
 
     #[test]
     fn cents_round_half_up() {
-        let table = [(Some(0.01784), 2), (Some(0.025), 3), (Some(0.0025), 0), (Some(0.005), 1), (Some(0.58904), 59), (Some(-1.0), 0), (Some(f64::NAN), 0), (None, 0), (Some(0.0), 0)];
+        let table = [
+            (Some(0.01784), 2),
+            (Some(0.025), 3),
+            (Some(0.0025), 0),
+            (Some(0.005), 1),
+            (Some(0.58904), 59),
+            (Some(-1.0), 0),
+            (Some(f64::NAN), 0),
+            (None, 0),
+            (Some(0.0), 0),
+        ];
         for (usd, want) in table {
             assert_eq!(cents(usd), want, "{usd:?}");
         }
@@ -192,7 +202,10 @@ mod tests {
     #[test]
     fn endings_without_a_result() {
         assert_eq!(from_end(&EndReason::Exited(ProcessExit::Code(0)), None), failed("claude exited without a result", false));
-        assert_eq!(from_end(&EndReason::Exited(ProcessExit::Code(3)), Some("fatal: boom\n")), failed("claude exited with status 3: fatal: boom", false));
+        assert_eq!(
+            from_end(&EndReason::Exited(ProcessExit::Code(3)), Some("fatal: boom\n")),
+            failed("claude exited with status 3: fatal: boom", false)
+        );
         assert_eq!(from_end(&EndReason::Exited(ProcessExit::Code(1)), None), failed("claude exited with status 1", false));
         assert_eq!(from_end(&EndReason::Exited(ProcessExit::Signal(9)), None), failed("claude was killed by signal 9", true));
         assert_eq!(from_end(&EndReason::Cancelled("user".into()), None), failed("cancelled: user", false));

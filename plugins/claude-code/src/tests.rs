@@ -48,7 +48,10 @@ fn blank_text_and_thinking_map_to_nothing_but_count_as_a_response() {
 #[test]
 fn chat_summary_is_one_trimmed_line() {
     let mut m = mapper();
-    let events = m.map_line("{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"\\n  Hello\\r\\nworld \\u2028 ok  \"}]}}".as_bytes());
+    let events = m.map_line(
+        "{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"\\n  Hello\\r\\nworld \\u2028 ok  \"}]}}"
+            .as_bytes(),
+    );
     assert!(matches!(&events[1], Event::Step(s) if s.summary == "Hello world   ok" && s.kind == StepKind::Chat));
 }
 
@@ -73,7 +76,11 @@ fn bad_lines_map_to_nothing() {
     ];
     for line in lines {
         let events = m.map_line(line);
-        assert!(events.iter().all(|e| matches!(e, Event::FirstResponse)), "{:?} gave {events:?}", String::from_utf8_lossy(&line[..line.len().min(60)]));
+        assert!(
+            events.iter().all(|e| matches!(e, Event::FirstResponse)),
+            "{:?} gave {events:?}",
+            String::from_utf8_lossy(&line[..line.len().min(60)])
+        );
     }
     // The run still works afterwards.
     assert_eq!(m.map_line(INIT.as_bytes()), vec![Event::Started(Some("s1".into()))]);

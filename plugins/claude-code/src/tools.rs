@@ -134,7 +134,11 @@ mod tests {
             ("WebSearch", json!({"query": "q"}), "WebSearch q"),
             ("Task", json!({"description": "explore", "prompt": "p"}), "Task explore"),
             ("Agent", json!({"description": "plan"}), "Agent plan"),
-            ("ToolSearch", json!({"query": "select:NotebookEdit", "max_results": 1}), r#"ToolSearch {"query":"select:NotebookEdit","max_results":1}"#),
+            (
+                "ToolSearch",
+                json!({"query": "select:NotebookEdit", "max_results": 1}),
+                r#"ToolSearch {"query":"select:NotebookEdit","max_results":1}"#,
+            ),
             ("TodoWrite", json!({"todos": [{"b": 1, "a": 2}]}), r#"TodoWrite {"todos":[{"b":1,"a":2}]}"#),
             ("Bash", json!({"command": 7}), r#"Bash {"command":7}"#),
             ("mcp__x__y", json!({}), "mcp__x__y {}"),

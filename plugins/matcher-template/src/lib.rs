@@ -19,7 +19,9 @@ impl Matcher for Template {
         // A file_edit subject is "<path>\n<new text>"; a tool_call subject is "<Tool> <argument>".
         let path = subject.text.split('\n').next().unwrap_or_default();
         let (skill, kind) = match subject.on {
-            RuleOn::ToolCall if subject.text.starts_with("Bash ") && subject.text.contains("push --force") => ("no-force-push", "bash_command"),
+            RuleOn::ToolCall if subject.text.starts_with("Bash ") && subject.text.contains("push --force") => {
+                ("no-force-push", "bash_command")
+            }
             RuleOn::FileEdit if path.rsplit('/').next() == Some(".env") => ("no-dotenv-edits", "file_path"),
             _ => return Vec::new(),
         };

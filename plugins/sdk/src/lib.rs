@@ -67,7 +67,7 @@ macro_rules! export_mapper {
                     $crate::glue::mapper_end::<$ty>(reason, stderr_tail)
                 }
             }
-            $crate::glue::mapper::export!(Export with_types_in $crate::glue::mapper);
+    $crate::glue::mapper::export!(Export with_types_in $crate::glue::mapper);
         };
     };
 }
@@ -93,7 +93,7 @@ macro_rules! export_matcher {
                     $crate::glue::matcher_check(subject, evidence_ref)
                 }
             }
-            $crate::glue::matcher::export!(Export with_types_in $crate::glue::matcher);
+    $crate::glue::matcher::export!(Export with_types_in $crate::glue::matcher);
         };
     };
 }

@@ -80,8 +80,7 @@ pub fn redact_credentials(text: &str) -> String {
     'scan: while !rest.is_empty() {
         // (prefix, the characters of what follows it, how many make a credential)
         type Rule = (&'static str, fn(char) -> bool, usize);
-        let rules: [Rule; 4] =
-            [("Bearer ", token_char, 1), ("bearer.", token_char, 1), ("oxk_", key_char, 1), ("sk-", key_char, 8)];
+        let rules: [Rule; 4] = [("Bearer ", token_char, 1), ("bearer.", token_char, 1), ("oxk_", key_char, 1), ("sk-", key_char, 8)];
         for (prefix, allowed, min) in rules {
             if let Some(after) = rest.strip_prefix(prefix) {
                 let len: usize = after.chars().take_while(|c| allowed(*c)).map(char::len_utf8).sum();

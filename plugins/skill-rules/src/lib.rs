@@ -68,7 +68,9 @@ fn js_rejects(pattern: &str) -> Option<&'static str> {
             b'(' if !in_class && b.get(i + 1) == Some(&b'?') => {
                 let next = b.get(i + 2).copied();
                 let ok = matches!(next, Some(b':' | b'=' | b'!'))
-                    || (next == Some(b'<') && (matches!(b.get(i + 3), Some(b'=' | b'!')) || b.get(i + 3).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'$')));
+                    || (next == Some(b'<')
+                        && (matches!(b.get(i + 3), Some(b'=' | b'!'))
+                            || b.get(i + 3).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'$')));
                 if !ok {
                     return Some("inline flags and other `(?…)` groups are not JavaScript syntax");
                 }

@@ -131,13 +131,26 @@ fn longest_required_run(alt: &[char]) -> Option<String> {
                     c if "^$\\.*+?()[]{}|/-".contains(c) => run.push(c),
                     // Classes, assertions, backreferences, \u \x \c \k \p \0 …: not a plain
                     // character we can be sure of. Skip any payload that could look literal.
-                    'u' => { flush(&mut run, &mut best); i += hex_run(alt, i, 4); }
-                    'x' => { flush(&mut run, &mut best); i += hex_run(alt, i, 2); }
-                    'c' => { flush(&mut run, &mut best); if alt.get(i).is_some_and(|c| c.is_ascii_alphabetic()) { i += 1; } }
+                    'u' => {
+                        flush(&mut run, &mut best);
+                        i += hex_run(alt, i, 4);
+                    }
+                    'x' => {
+                        flush(&mut run, &mut best);
+                        i += hex_run(alt, i, 2);
+                    }
+                    'c' => {
+                        flush(&mut run, &mut best);
+                        if alt.get(i).is_some_and(|c| c.is_ascii_alphabetic()) {
+                            i += 1;
+                        }
+                    }
                     'k' => {
                         flush(&mut run, &mut best);
                         if alt.get(i) == Some(&'<') {
-                            while i < alt.len() && alt[i] != '>' { i += 1; }
+                            while i < alt.len() && alt[i] != '>' {
+                                i += 1;
+                            }
                             i += 1;
                         }
                     }

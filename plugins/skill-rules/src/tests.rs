@@ -79,7 +79,10 @@ impl Lcg {
 
 #[test]
 fn prefilter_never_hides_a_match() {
-    let atoms = ["a", "b", "ab", "\\.", "x", "[ab]", "(a|b)", "a?", "b*", "c+", ".", "\\d", "(?=a)", "(?!b)", "\\bab", "a{2}", "(?:ba)+", "|", "^", "$", "\\n", "ab|x"];
+    let atoms = [
+        "a", "b", "ab", "\\.", "x", "[ab]", "(a|b)", "a?", "b*", "c+", ".", "\\d", "(?=a)", "(?!b)", "\\bab", "a{2}", "(?:ba)+", "|", "^",
+        "$", "\\n", "ab|x",
+    ];
     let alphabet = ["a", "b", "c", "x", ".", "1", "\n", " ", "ab", "ba"];
     let mut rng = Lcg(42);
     let mut checked = 0;

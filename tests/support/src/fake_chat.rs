@@ -29,25 +29,16 @@ pub enum Part {
 
 impl Part {
     pub fn write(path: &str, content: &str) -> Part {
-        Part::Tool {
-            name: "write".into(),
-            arguments: json!({"filePath": path, "content": content}),
-        }
+        Part::Tool { name: "write".into(), arguments: json!({"filePath": path, "content": content}) }
     }
 
     /// A shell command (`sleep 30` makes a tool that is still running, for cancel tests).
     pub fn bash(command: &str) -> Part {
-        Part::Tool {
-            name: "bash".into(),
-            arguments: json!({"command": command, "description": format!("Run: {command}")}),
-        }
+        Part::Tool { name: "bash".into(), arguments: json!({"command": command, "description": format!("Run: {command}")}) }
     }
 
     pub fn edit(path: &str, old: &str, new: &str) -> Part {
-        Part::Tool {
-            name: "edit".into(),
-            arguments: json!({"filePath": path, "oldString": old, "newString": new}),
-        }
+        Part::Tool { name: "edit".into(), arguments: json!({"filePath": path, "oldString": old, "newString": new}) }
     }
 }
 
@@ -65,20 +56,8 @@ pub struct Turn {
 }
 
 impl Turn {
-    pub fn new(
-        parts: Vec<Part>,
-        prompt_tokens: u64,
-        cached_tokens: u64,
-        completion_tokens: u64,
-    ) -> Turn {
-        Turn {
-            parts,
-            prompt_tokens,
-            cached_tokens,
-            completion_tokens,
-            reasoning_tokens: 0,
-            delay: Duration::ZERO,
-        }
+    pub fn new(parts: Vec<Part>, prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> Turn {
+        Turn { parts, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens: 0, delay: Duration::ZERO }
     }
 
     pub fn delayed(mut self, delay: Duration) -> Turn {
@@ -118,18 +97,9 @@ impl FakeChat {
     }
 
     async fn listen(status: Option<u16>, script: Vec<Turn>) -> FakeChat {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
-        let fake = FakeChat {
-            addr,
-            status,
-            state: Arc::new(Mutex::new(State {
-                script,
-                ..State::default()
-            })),
-        };
+        let fake = FakeChat { addr, status, state: Arc::new(Mutex::new(State { script, ..State::default() })) };
         let f = fake.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -157,21 +127,11 @@ impl FakeChat {
     pub fn tool_outputs(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for req in self.requests() {
-            for msg in req.body["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| m["role"] == "tool")
-            {
+            for msg in req.body["messages"].as_array().into_iter().flatten().filter(|m| m["role"] == "tool") {
                 let id = msg["tool_call_id"].as_str().unwrap_or("").to_string();
                 let text = match &msg["content"] {
                     Value::String(s) => s.clone(),
-                    v => v
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect(),
+                    v => v.as_array().into_iter().flatten().filter_map(|p| p["text"].as_str()).collect(),
                 };
                 if !out.iter().any(|(i, _)| *i == id) {
                     out.push((id, text));
@@ -189,11 +149,10 @@ impl FakeChat {
             let mut st = self.state.lock().unwrap();
             st.requests.push(req.clone());
             let n = st.requests.len();
-            let next = (self.status.is_none() && req.has_tools() && st.next < st.script.len())
-                .then(|| {
-                    st.next += 1;
-                    (st.next, st.script[st.next - 1].clone())
-                });
+            let next = (self.status.is_none() && req.has_tools() && st.next < st.script.len()).then(|| {
+                st.next += 1;
+                (st.next, st.script[st.next - 1].clone())
+            });
             (n, next)
         };
         let rid = format!("req_fake_{n:06}");
@@ -202,22 +161,14 @@ impl FakeChat {
             return;
         }
         if req.method != "POST" || !req.path.ends_with("/chat/completions") {
-            let _ = respond_json(
-                &mut stream,
-                404,
-                &rid,
-                &json!({"error": {"message": "not found", "type": "invalid_request_error"}}),
-            )
-            .await;
+            let _ =
+                respond_json(&mut stream, 404, &rid, &json!({"error": {"message": "not found", "type": "invalid_request_error"}})).await;
             return;
         }
         let (n, turn) = match scripted {
             Some(t) => t,
             // A title request, or the agent loop past the end of the script.
-            None if !req.has_tools() => (
-                0,
-                Turn::new(vec![Part::Text("Scripted task".into())], 0, 0, 0),
-            ),
+            None if !req.has_tools() => (0, Turn::new(vec![Part::Text("Scripted task".into())], 0, 0, 0)),
             None => (0, Turn::new(vec![Part::Text("Done.".into())], 0, 0, 0)),
         };
         let _ = if req.body["stream"] == json!(true) {
@@ -263,19 +214,9 @@ fn chunk(n: usize, delta: Value, finish: Option<&str>) -> String {
     .to_string()
 }
 
-async fn stream_turn(
-    stream: &mut TcpStream,
-    rid: &str,
-    n: usize,
-    turn: &Turn,
-) -> std::io::Result<()> {
+async fn stream_turn(stream: &mut TcpStream, rid: &str, n: usize, turn: &Turn) -> std::io::Result<()> {
     start_sse(stream, rid).await?;
-    send_event(
-        stream,
-        None,
-        &chunk(n, json!({"role": "assistant", "content": ""}), None),
-    )
-    .await?;
+    send_event(stream, None, &chunk(n, json!({"role": "assistant", "content": ""}), None)).await?;
     let mut tool_index = 0;
     for (i, part) in turn.parts.iter().enumerate() {
         let delta = match part {
@@ -291,12 +232,7 @@ async fn stream_turn(
     if !turn.delay.is_zero() {
         tokio::time::sleep(turn.delay).await;
     }
-    send_event(
-        stream,
-        None,
-        &chunk(n, json!({}), Some(finish_reason(turn))),
-    )
-    .await?;
+    send_event(stream, None, &chunk(n, json!({}), Some(finish_reason(turn)))).await?;
     let last = json!({"id": format!("chatcmpl-t{n}"), "object": "chat.completion.chunk", "created": 0, "model": "fake-coder", "choices": [], "usage": usage(turn)});
     send_event(stream, None, &last.to_string()).await?;
     send_event(stream, None, "[DONE]").await
@@ -304,23 +240,15 @@ async fn stream_turn(
 
 /// The non-streaming answer, in case a caller asks for one.
 fn completion(n: usize, turn: &Turn) -> Value {
-    let text: String = turn
-        .parts
-        .iter()
-        .filter_map(|p| {
-            if let Part::Text(t) = p {
-                Some(t.as_str())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let text: String = turn.parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None }).collect();
     let calls: Vec<Value> = turn
         .parts
         .iter()
         .enumerate()
         .filter_map(|(i, p)| match p {
-            Part::Tool { name, arguments } => Some(json!({"id": format!("call_t{n}_{i}"), "type": "function", "function": {"name": name, "arguments": arguments.to_string()}})),
+            Part::Tool { name, arguments } => Some(
+                json!({"id": format!("call_t{n}_{i}"), "type": "function", "function": {"name": name, "arguments": arguments.to_string()}}),
+            ),
             Part::Text(_) => None,
         })
         .collect();

@@ -122,7 +122,11 @@ impl FakeModel {
                 Some(t) => (t, self.turns_served()),
                 None => (Turn::new(vec![Block::Text("Done.".into())], 0, 0), 0),
             };
-            let ok = if streaming { respond(&mut stream, "text/event-stream", &sse(&turn, n)).await } else { respond(&mut stream, "application/json", &message(&turn, n).to_string()).await };
+            let ok = if streaming {
+                respond(&mut stream, "text/event-stream", &sse(&turn, n)).await
+            } else {
+                respond(&mut stream, "application/json", &message(&turn, n).to_string()).await
+            };
             if ok.is_err() {
                 return;
             }
@@ -169,7 +173,11 @@ async fn respond(stream: &mut TcpStream, content_type: &str, body: &str) -> std:
 }
 
 fn stop_reason(turn: &Turn) -> &'static str {
-    if turn.blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) { "tool_use" } else { "end_turn" }
+    if turn.blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) {
+        "tool_use"
+    } else {
+        "end_turn"
+    }
 }
 
 fn tool_id(n: usize, i: usize) -> String {
@@ -202,17 +210,32 @@ fn sse(turn: &Turn, n: usize) -> String {
     for (i, b) in turn.blocks.iter().enumerate() {
         match b {
             Block::Text(t) => {
-                event("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}));
-                event("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}}));
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
+                );
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}}),
+                );
             }
             Block::ToolUse { name, input } => {
-                event("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": tool_id(n, i), "name": name, "input": {}}}));
-                event("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}));
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": tool_id(n, i), "name": name, "input": {}}}),
+                );
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
+                );
             }
         }
         event("content_block_stop", json!({"type": "content_block_stop", "index": i}));
     }
-    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(turn), "stop_sequence": null}, "usage": {"output_tokens": turn.output_tokens}}));
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(turn), "stop_sequence": null}, "usage": {"output_tokens": turn.output_tokens}}),
+    );
     event("message_stop", json!({"type": "message_stop"}));
     out
 }

@@ -278,10 +278,8 @@ impl FakeOrgx {
         let mut first = lines.next().unwrap_or("").split_whitespace();
         let method = first.next().unwrap_or("").to_string();
         let target = first.next().unwrap_or("").to_string();
-        let headers: HashMap<String, String> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let headers: HashMap<String, String> =
+            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
         let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         while buf.len() < head_end + len {
             match stream.read(&mut chunk).await {
@@ -295,7 +293,10 @@ impl FakeOrgx {
         let blob = if authorized { self.lock().blobs.get(&path).cloned() } else { None };
         if let Some(bytes) = blob {
             self.lock().calls.push(HttpCall { method, path, headers, body });
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", bytes.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                bytes.len()
+            );
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(&bytes).await;
             let _ = stream.shutdown().await;
@@ -313,7 +314,10 @@ impl FakeOrgx {
             }
         };
         let text = reply.to_string();
-        let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            text.len()
+        );
         let _ = stream.write_all(resp.as_bytes()).await;
         let _ = stream.shutdown().await;
     }

@@ -33,16 +33,12 @@ impl Item {
     /// A patch that creates `path` (relative to the CLI's working directory) with `content`.
     pub fn add_file(path: &str, content: &str) -> Item {
         let body: String = content.lines().map(|l| format!("+{l}\n")).collect();
-        Item::Patch(format!(
-            "*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"
-        ))
+        Item::Patch(format!("*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"))
     }
 
     /// A patch that replaces the line `old` of `path` with `new`.
     pub fn update_file(path: &str, old: &str, new: &str) -> Item {
-        Item::Patch(format!(
-            "*** Begin Patch\n*** Update File: {path}\n@@\n-{old}\n+{new}\n*** End Patch\n"
-        ))
+        Item::Patch(format!("*** Begin Patch\n*** Update File: {path}\n@@\n-{old}\n+{new}\n*** End Patch\n"))
     }
 }
 
@@ -62,28 +58,12 @@ pub struct Turn {
 }
 
 impl Turn {
-    pub fn new(
-        items: Vec<Item>,
-        input_tokens: u64,
-        cached_tokens: u64,
-        output_tokens: u64,
-    ) -> Turn {
-        Turn {
-            items,
-            input_tokens,
-            cached_tokens,
-            output_tokens,
-            reasoning_tokens: 0,
-            delay: Duration::ZERO,
-            fail: None,
-        }
+    pub fn new(items: Vec<Item>, input_tokens: u64, cached_tokens: u64, output_tokens: u64) -> Turn {
+        Turn { items, input_tokens, cached_tokens, output_tokens, reasoning_tokens: 0, delay: Duration::ZERO, fail: None }
     }
 
     pub fn failed(message: &str) -> Turn {
-        Turn {
-            fail: Some(message.to_string()),
-            ..Turn::new(vec![], 0, 0, 0)
-        }
+        Turn { fail: Some(message.to_string()), ..Turn::new(vec![], 0, 0, 0) }
     }
 
     pub fn delayed(mut self, delay: Duration) -> Turn {
@@ -123,18 +103,9 @@ impl FakeResponses {
     }
 
     async fn listen(status: Option<u16>, script: Vec<Turn>) -> FakeResponses {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
-        let fake = FakeResponses {
-            addr,
-            status,
-            state: Arc::new(Mutex::new(State {
-                script,
-                ..State::default()
-            })),
-        };
+        let fake = FakeResponses { addr, status, state: Arc::new(Mutex::new(State { script, ..State::default() })) };
         let f = fake.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -172,12 +143,7 @@ impl FakeResponses {
                 // `output` is a string, or content parts of `input_text`.
                 let text = match &item["output"] {
                     Value::String(s) => s.clone(),
-                    v => v
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect(),
+                    v => v.as_array().into_iter().flatten().filter_map(|p| p["text"].as_str()).collect(),
                 };
                 if !out.iter().any(|(i, _)| *i == id) {
                     out.push((id, text));
@@ -195,11 +161,10 @@ impl FakeResponses {
             let mut st = self.state.lock().unwrap();
             st.requests.push(req.clone());
             let n = st.requests.len();
-            let next = (self.status.is_none() && req.has_tools() && st.next < st.script.len())
-                .then(|| {
-                    st.next += 1;
-                    (st.next, st.script[st.next - 1].clone())
-                });
+            let next = (self.status.is_none() && req.has_tools() && st.next < st.script.len()).then(|| {
+                st.next += 1;
+                (st.next, st.script[st.next - 1].clone())
+            });
             (n, next)
         };
         let (n, scripted) = turn;
@@ -209,17 +174,11 @@ impl FakeResponses {
             return;
         }
         if req.method != "POST" || !req.path.ends_with("/responses") {
-            let _ = respond_json(
-                &mut stream,
-                404,
-                &rid,
-                &json!({"error": {"message": "not found", "type": "invalid_request_error"}}),
-            )
-            .await;
+            let _ =
+                respond_json(&mut stream, 404, &rid, &json!({"error": {"message": "not found", "type": "invalid_request_error"}})).await;
             return;
         }
-        let (n, turn) =
-            scripted.unwrap_or((0, Turn::new(vec![Item::Text("Done.".into())], 0, 0, 0)));
+        let (n, turn) = scripted.unwrap_or((0, Turn::new(vec![Item::Text("Done.".into())], 0, 0, 0)));
         let _ = stream_turn(&mut stream, &rid, n, &turn).await;
     }
 }
@@ -260,12 +219,7 @@ fn item_json(n: usize, i: usize, item: &Item) -> Value {
     }
 }
 
-async fn stream_turn(
-    stream: &mut TcpStream,
-    rid: &str,
-    n: usize,
-    turn: &Turn,
-) -> std::io::Result<()> {
+async fn stream_turn(stream: &mut TcpStream, rid: &str, n: usize, turn: &Turn) -> std::io::Result<()> {
     start_sse(stream, rid).await?;
     let id = format!("resp_t{n}");
     let mut seq = 0u64;
@@ -275,34 +229,23 @@ async fn stream_turn(
         seq += 1;
         (kind.to_string(), data.to_string())
     };
-    let mut events = vec![event(
-        "response.created",
-        json!({"response": {"id": id, "object": "response", "status": "in_progress", "output": []}}),
-    )];
+    let mut events =
+        vec![event("response.created", json!({"response": {"id": id, "object": "response", "status": "in_progress", "output": []}}))];
     for (i, item) in turn.items.iter().enumerate() {
         let done = item_json(n, i, item);
         let mut added = done.clone();
         added["status"] = json!("in_progress");
         if let Item::Text(t) = item {
             added["content"] = json!([]);
-            events.push(event(
-                "response.output_item.added",
-                json!({"output_index": i, "item": added}),
-            ));
+            events.push(event("response.output_item.added", json!({"output_index": i, "item": added})));
             events.push(event(
                 "response.output_text.delta",
                 json!({"item_id": done["id"], "output_index": i, "content_index": 0, "delta": t}),
             ));
         } else {
-            events.push(event(
-                "response.output_item.added",
-                json!({"output_index": i, "item": added}),
-            ));
+            events.push(event("response.output_item.added", json!({"output_index": i, "item": added})));
         }
-        events.push(event(
-            "response.output_item.done",
-            json!({"output_index": i, "item": done}),
-        ));
+        events.push(event("response.output_item.done", json!({"output_index": i, "item": done})));
     }
     for (kind, data) in &events {
         send_event(stream, Some(kind), data).await?;
@@ -323,10 +266,7 @@ async fn stream_turn(
                 "output_tokens_details": {"reasoning_tokens": turn.reasoning_tokens},
                 "total_tokens": turn.input_tokens + turn.output_tokens,
             });
-            event(
-                "response.completed",
-                json!({"response": {"id": id, "object": "response", "status": "completed", "usage": usage}}),
-            )
+            event("response.completed", json!({"response": {"id": id, "object": "response", "status": "completed", "usage": usage}}))
         }
     };
     send_event(stream, Some(&kind), &data).await

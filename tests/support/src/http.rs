@@ -21,18 +21,12 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Whether the request offers tools: the agent loop does, title requests do not.
     pub fn has_tools(&self) -> bool {
-        self.body
-            .get("tools")
-            .and_then(Value::as_array)
-            .is_some_and(|t| !t.is_empty())
+        self.body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty())
     }
 }
 
@@ -53,38 +47,22 @@ pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| {
             let k = k.trim().to_ascii_lowercase();
-            let v = if k == "authorization" || k == "api-key" {
-                "<redacted>".to_string()
-            } else {
-                v.trim().to_string()
-            };
+            let v = if k == "authorization" || k == "api-key" { "<redacted>".to_string() } else { v.trim().to_string() };
             (k, v)
         })
         .collect();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_ascii_lowercase())
-    };
+    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.to_ascii_lowercase());
     let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         read_chunked(stream, buf.split_off(head_end)).await?
     } else {
-        let len: usize = find("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         while buf.len() < head_end + len {
             read_more(stream, &mut buf).await?;
         }
         buf[head_end..head_end + len].to_vec()
     };
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
+    Some(Request { method, path, headers, body })
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
@@ -135,12 +113,7 @@ fn reason(status: u16) -> &'static str {
 
 /// A complete JSON answer. The connection is closed afterwards (`connection: close`), so
 /// that every request of a client is a fresh, independent exchange.
-pub async fn respond_json(
-    stream: &mut TcpStream,
-    status: u16,
-    request_id: &str,
-    body: &Value,
-) -> std::io::Result<()> {
+pub async fn respond_json(stream: &mut TcpStream, status: u16, request_id: &str, body: &Value) -> std::io::Result<()> {
     let body = body.to_string();
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
@@ -162,11 +135,7 @@ pub async fn start_sse(stream: &mut TcpStream, request_id: &str) -> std::io::Res
 
 /// One SSE event; `event` is the optional `event:` line (the Responses API names its
 /// events, Chat Completions does not).
-pub async fn send_event(
-    stream: &mut TcpStream,
-    event: Option<&str>,
-    data: &str,
-) -> std::io::Result<()> {
+pub async fn send_event(stream: &mut TcpStream, event: Option<&str>, data: &str) -> std::io::Result<()> {
     let text = match event {
         Some(name) => format!("event: {name}\ndata: {data}\n\n"),
         None => format!("data: {data}\n\n"),

@@ -20,6 +20,10 @@ pub fn fake_claude_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
     let bin = dir.join("fake-claude");
-    assert!(bin.exists(), "{} missing: run the tests with `scripts/test`, or build it first with `cargo build --release -p orgx-test-support --bins`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `scripts/test`, or build it first with `cargo build --release -p orgx-test-support --bins`",
+        bin.display()
+    );
     bin
 }

@@ -27,31 +27,17 @@ impl OfflineCli {
     /// stdin to EOF before starting) and stdout/stderr piped.
     pub fn command(&self, cwd: &Path, prompt: &str) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .arg(prompt)
-            .current_dir(cwd)
-            .env_clear();
-        cmd.env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-        );
+        cmd.args(&self.args).arg(prompt).current_dir(cwd).env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
 }
 
 fn node_bin(name: &str) -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../node/node_modules/.bin")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} missing: run `npm ci --prefix tests/node` (scripts/test does)",
-        bin.display()
-    );
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node/node_modules/.bin").join(name);
+    assert!(bin.exists(), "{} missing: run `npm ci --prefix tests/node` (scripts/test does)", bin.display());
     bin
 }
 
@@ -114,20 +100,8 @@ enabled = false
 "#
     );
     std::fs::write(codex_home.join("config.toml"), config).unwrap();
-    let mut args: Vec<String> = CODEX_OFFLINE_OVERRIDES
-        .iter()
-        .flat_map(|o| ["-c".to_string(), o.to_string()])
-        .collect();
-    args.extend(
-        [
-            "exec",
-            "--json",
-            "--skip-git-repo-check",
-            "-s",
-            "workspace-write",
-        ]
-        .map(String::from),
-    );
+    let mut args: Vec<String> = CODEX_OFFLINE_OVERRIDES.iter().flat_map(|o| ["-c".to_string(), o.to_string()]).collect();
+    args.extend(["exec", "--json", "--skip-git-repo-check", "-s", "workspace-write"].map(String::from));
     let env = [
         ("HOME", mkdir(&home)),
         ("TMPDIR", mkdir(&scratch.join("tmp"))),
@@ -136,11 +110,7 @@ enabled = false
         ("TERM", "dumb".into()),
         ("LANG", "C.UTF-8".into()),
     ];
-    OfflineCli {
-        program: codex_bin(),
-        args,
-        env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
+    OfflineCli { program: codex_bin(), args, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }
 
 /// The variables that keep opencode off the network (update check, models.dev catalogue,
@@ -161,12 +131,12 @@ pub const OPENCODE_MODEL: &str = "fake/fake-coder";
 /// runs whenever `node_modules/` is missing or the lock lacks a dependency of package.json.
 pub fn stub_opencode_packages(dir: &Path) {
     mkdir(&dir.join("node_modules"));
+    std::fs::write(dir.join("package.json"), r#"{"dependencies":{"@opencode-ai/plugin":"1.18.33"}}"#).unwrap();
     std::fs::write(
-        dir.join("package.json"),
-        r#"{"dependencies":{"@opencode-ai/plugin":"1.18.33"}}"#,
+        dir.join("package-lock.json"),
+        r#"{"lockfileVersion":3,"packages":{"":{"dependencies":{"@opencode-ai/plugin":"1.18.33"}}}}"#,
     )
     .unwrap();
-    std::fs::write(dir.join("package-lock.json"), r#"{"lockfileVersion":3,"packages":{"":{"dependencies":{"@opencode-ai/plugin":"1.18.33"}}}}"#).unwrap();
 }
 
 /// opencode in `scratch`: the four XDG directories under `scratch/home`, an `opencode.json`
@@ -197,11 +167,7 @@ pub fn opencode(scratch: &Path, base_url: &str) -> OfflineCli {
             }}
         }}
     });
-    std::fs::write(
-        config_dir.join("opencode.json"),
-        serde_json::to_string_pretty(&config).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(config_dir.join("opencode.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     stub_opencode_packages(&config_dir);
     let mut env = vec![
         ("HOME", mkdir(&home)),
@@ -214,14 +180,8 @@ pub fn opencode(scratch: &Path, base_url: &str) -> OfflineCli {
         ("LANG", "C.UTF-8".into()),
     ];
     env.extend(OPENCODE_DISABLE.iter().map(|k| (*k, "1".to_string())));
-    let args = ["run", "--format", "json", "-m", OPENCODE_MODEL]
-        .map(String::from)
-        .to_vec();
-    OfflineCli {
-        program: opencode_bin(),
-        args,
-        env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
+    let args = ["run", "--format", "json", "-m", OPENCODE_MODEL].map(String::from).to_vec();
+    OfflineCli { program: opencode_bin(), args, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }
 
 /// Moves the **calling thread** into a new network namespace and brings its loopback up.
@@ -230,10 +190,7 @@ pub fn opencode(scratch: &Path, base_url: &str) -> OfflineCli {
 pub fn enter_loopback_netns() -> bool {
     // SAFETY: plain syscalls on descriptors this function owns; `ifreq` is plain data.
     unsafe {
-        let original = libc::open(
-            c"/proc/thread-self/ns/net".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
+        let original = libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
             if original >= 0 {
                 libc::close(original);
@@ -280,18 +237,10 @@ where
     F: FnOnce(bool) -> Fut + Send + 'static,
     Fut: Future<Output = T>,
 {
-    let thread = std::thread::Builder::new()
-        .name("loopback-netns".into())
-        .spawn(move || {
-            let isolated = enter_loopback_netns();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(body(isolated))
-        });
-    thread
-        .expect("spawn thread")
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    let thread = std::thread::Builder::new().name("loopback-netns".into()).spawn(move || {
+        let isolated = enter_loopback_netns();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        rt.block_on(body(isolated))
+    });
+    thread.expect("spawn thread").join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }

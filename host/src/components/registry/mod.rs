@@ -123,7 +123,8 @@ impl Registry {
             matcher: Serving::builtin(builtins[&Slot::Matcher].clone()),
         };
         let (active, _) = watch::channel(initial);
-        let registry = Registry { sandbox, store, files, cache, cfg, builtins, active, state: Mutex::default(), admitting: Mutex::default() };
+        let registry =
+            Registry { sandbox, store, files, cache, cfg, builtins, active, state: Mutex::default(), admitting: Mutex::default() };
         let mut state = State::default();
         let stored = registry.files.manifests();
         for slot in Slot::all() {
@@ -205,7 +206,10 @@ impl Registry {
             // `admit_bytes` runs the manifest checks itself, under the admission lock.
             Some(envelope) => self.admit_bytes(Some(envelope), Origin::Local, None, bytes),
             None if self.cfg.dev_unsigned_local => {
-                tracing::warn!(name, "DEV MODE: admitting an UNSIGNED local component (ORGX_DEV_UNSIGNED_LOCAL); never use this in production");
+                tracing::warn!(
+                    name,
+                    "DEV MODE: admitting an UNSIGNED local component (ORGX_DEV_UNSIGNED_LOCAL); never use this in production"
+                );
                 self.admit_bytes(None, Origin::DevUnsigned, Some(name), bytes)
             }
             None => Err(Rejection::new(
@@ -216,7 +220,13 @@ impl Registry {
     }
 
     /// The stages on the bytes, then activation. `envelope` is `None` only for dev mode.
-    fn admit_bytes(&self, envelope: Option<Envelope>, origin: Origin, dev_name: Option<&str>, bytes: Vec<u8>) -> Result<Admitted, Rejection> {
+    fn admit_bytes(
+        &self,
+        envelope: Option<Envelope>,
+        origin: Origin,
+        dev_name: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<Admitted, Rejection> {
         let _one_at_a_time = lock(&self.admitting);
         let key_id = match &envelope {
             // The floor may have moved while this candidate waited.

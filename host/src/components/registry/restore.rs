@@ -48,9 +48,9 @@ impl Registry {
             admission::Precheck::Proceed { key_id } | admission::Precheck::AlreadyActive { key_id } => key_id,
         };
         let loader = admission::Loader { sandbox: &self.sandbox, cache: Some(&self.cache), max_bytes: self.cfg.max_component_bytes };
-        let loaded = admission::load(&loader, admission::Path::Restore, Some(m), &m.name, &stored.bytes, true).map_err(|r| r.to_string())?;
+        let loaded =
+            admission::load(&loader, admission::Path::Restore, Some(m), &m.name, &stored.bytes, true).map_err(|r| r.to_string())?;
         let component = loaded.component;
         Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
     }
-
 }

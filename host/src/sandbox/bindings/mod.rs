@@ -6,6 +6,6 @@
 pub mod v0_1_0;
 pub mod v0_2_0;
 
-pub use v0_2_0 as latest;
 pub use latest::mapper::orgx::peer::types;
 pub use latest::matcher::exports::orgx::peer::matcher as matcher_types;
+pub use v0_2_0 as latest;

@@ -7,9 +7,7 @@
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "mapper-component" });
 
 use exports::orgx::peer::mapper::Guest;
-use orgx::peer::types::{
-    Completed, EndReason, Event, Failed, OutcomeKind, Provider, RunContext, SourceSubType, Step, StepKind, Terminal,
-};
+use orgx::peer::types::{Completed, EndReason, Event, Failed, OutcomeKind, Provider, RunContext, SourceSubType, Step, StepKind, Terminal};
 
 static TAG: [u8; 18] = *b"ORGX-TAG:v0001:ok.";
 
@@ -60,7 +58,10 @@ impl Guest for Tagged {
 
     fn end(_reason: EndReason, _stderr_tail: Option<String>) -> Terminal {
         let t = tag();
-        Terminal::Failed(Failed { reason: format!("tagged {} ended without a result", String::from_utf8_lossy(&t[9..14])), recoverable: true })
+        Terminal::Failed(Failed {
+            reason: format!("tagged {} ended without a result", String::from_utf8_lossy(&t[9..14])),
+            recoverable: true,
+        })
     }
 }
 

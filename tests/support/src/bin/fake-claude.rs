@@ -13,7 +13,8 @@ const INIT: &str = r#"{"type":"system","subtype":"init","cwd":"CWD","session_id"
 fn result(text: &str) -> String {
     serde_json::json!({"type":"result","subtype":"success","is_error":false,"result":text,"total_cost_usd":0.01,
         "usage":{"input_tokens":10,"output_tokens":5,"cache_creation_input_tokens":0,"cache_read_input_tokens":0},
-        "permission_denials":[],"terminal_reason":"completed"}).to_string()
+        "permission_denials":[],"terminal_reason":"completed"})
+    .to_string()
 }
 
 fn say(out: &mut impl Write, line: &str) {
