@@ -311,7 +311,11 @@ fn codex_cancelled_mid_command_leaves_nothing_running() {
         let id = "run-codex-cancel";
         server.wait_until("the command's step", RUN_WAIT, move |s| s.frames_for(id).iter().any(|f| f["step"]["kind"] == "tool_call")).await;
         assert!(server.send_json(json!({"kind": "task.cancel", "run_id": id, "reason": "user stopped it"})));
-        server.wait_until("the cancelled run's terminal", Duration::from_secs(30), move |s| s.frames_for(id).iter().any(|f| f["kind"] == "task.failed")).await;
+        server
+            .wait_until("the cancelled run's terminal", Duration::from_secs(30), move |s| {
+                s.frames_for(id).iter().any(|f| f["kind"] == "task.failed")
+            })
+            .await;
         let failed = server.frames_for(id).into_iter().find(|f| f["kind"] == "task.failed").unwrap();
         assert_eq!((failed["reason"].as_str(), failed["recoverable"].as_bool()), (Some("cancelled: user stopped it"), Some(false)));
         no_process_left(id).await;

@@ -134,8 +134,18 @@ fn other_drivers(components: &ActiveComponents, rules: &[Rule], quick: bool) {
             lines.len(),
             bytes as f64 / (1 << 20) as f64
         );
-        println!("native   {:>9.2} ms   wasm {:>9.2} ms   ratio wasm/native = {:.2}x", n.as_secs_f64() * 1e3, w.as_secs_f64() * 1e3, w.as_secs_f64() / n.as_secs_f64());
-        println!("mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x)", mn.as_secs_f64() * 1e3, mw.as_secs_f64() * 1e3, mw.as_secs_f64() / mn.as_secs_f64());
+        println!(
+            "native   {:>9.2} ms   wasm {:>9.2} ms   ratio wasm/native = {:.2}x",
+            n.as_secs_f64() * 1e3,
+            w.as_secs_f64() * 1e3,
+            w.as_secs_f64() / n.as_secs_f64()
+        );
+        println!(
+            "mapper only: native {:.2} ms, wasm {:.2} ms ({:.2}x)",
+            mn.as_secs_f64() * 1e3,
+            mw.as_secs_f64() * 1e3,
+            mw.as_secs_f64() / mn.as_secs_f64()
+        );
     }
 }
 

@@ -18,6 +18,11 @@ pub struct StartArgs {
     /// The `oxk_` API key (scopes `gateway:drive`, `plugin:heartbeat`). Required.
     #[arg(long, env = "ORGX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// A file holding the API key (for services and containers: the key never sits in a
+    /// unit file or an environment). It must not be readable by others (group-readable is
+    /// fine: Kubernetes mounts secrets 0440 with `fsGroup`).
+    #[arg(long, env = "ORGX_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// The OrgX workspace this peer serves. Required.
     #[arg(long, env = "ORGX_WORKSPACE_ID")]
     pub workspace_id: Option<String>,
@@ -97,10 +102,15 @@ pub struct ConfigError(pub String);
 
 impl StartArgs {
     pub fn into_config(self) -> Result<DaemonConfig, ConfigError> {
-        let api_key = self
-            .api_key
-            .filter(|k| !k.trim().is_empty())
-            .ok_or_else(|| ConfigError("ORGX_API_KEY is not set: export your OrgX API key (oxk_...) or pass --api-key".into()))?;
+        let api_key = match (self.api_key.filter(|k| !k.trim().is_empty()), &self.api_key_file) {
+            (Some(key), _) => key,
+            (None, Some(path)) => read_key_file(path)?,
+            (None, None) => {
+                return Err(ConfigError(
+                    "ORGX_API_KEY is not set: export your OrgX API key (oxk_...), or point ORGX_API_KEY_FILE at a file holding it".into(),
+                ))
+            }
+        };
         let api_key = ApiKey::new(api_key).map_err(|e| ConfigError(format!("ORGX_API_KEY is unusable: {e}")))?;
         let workspace_id = self
             .workspace_id
@@ -157,6 +167,25 @@ impl StartArgs {
     }
 }
 
+/// The key from `ORGX_API_KEY_FILE`: one line, a file others cannot read.
+fn read_key_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError(format!("ORGX_API_KEY_FILE `{shown}` cannot be read: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o007 != 0 {
+            return Err(ConfigError(format!("ORGX_API_KEY_FILE `{shown}` is readable by other users: `chmod 600 {shown}`")));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("ORGX_API_KEY_FILE `{shown}` cannot be read: {e}")))?;
+    let key = text.trim();
+    if key.is_empty() || key.contains('\n') {
+        return Err(ConfigError(format!("ORGX_API_KEY_FILE `{shown}` must hold the key alone, on one line")));
+    }
+    Ok(key.to_string())
+}
+
 /// `ORGX_DRIVERS`: known driver ids, comma-separated.
 fn parse_drivers(text: &str) -> Result<Vec<&'static str>, ConfigError> {
     let mut out = Vec::new();
@@ -206,6 +235,29 @@ mod tests {
             assert_eq!(parse(args).unwrap(), want, "{args:?}");
         }
         assert!(parse(&["--dev-unsigned-local=maybe"]).is_err());
+    }
+
+    #[test]
+    fn the_key_file_must_be_private_and_hold_one_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        assert_eq!(read_key_file(&file("ok", "oxk_abc\n", 0o600)).unwrap(), "oxk_abc");
+        assert_eq!(read_key_file(&file("k8s", "oxk_abc", 0o440)).unwrap(), "oxk_abc", "group-readable is fine");
+        for (name, text, mode, words) in [
+            ("world", "oxk_abc", 0o644, "readable by other users"),
+            ("empty", "  \n", 0o600, "the key alone"),
+            ("two", "oxk_a\noxk_b", 0o600, "the key alone"),
+        ] {
+            let err = read_key_file(&file(name, text, mode)).unwrap_err().0;
+            assert!(err.contains(words) && !err.contains("oxk_"), "{name}: {err}");
+        }
+        assert!(read_key_file(&dir.path().join("missing")).unwrap_err().0.contains("cannot be read"));
     }
 
     #[test]

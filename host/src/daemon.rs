@@ -262,7 +262,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     dispatcher.cancel_all("peer shutting down");
     let wait_runs = crate::run::live::KILL_GRACE + Duration::from_secs(5);
     if tokio::time::timeout(wait_runs, futures_util::future::join_all(in_flight.take_tasks())).await.is_err() {
-        tracing::warn!("runs did not finish within {} s of the cancel; their terminal messages come from the next start", wait_runs.as_secs());
+        tracing::warn!(
+            "runs did not finish within {} s of the cancel; their terminal messages come from the next start",
+            wait_runs.as_secs()
+        );
     }
     // Give a connected socket a moment to deliver what is owed; the rest waits on disk.
     let t0 = std::time::Instant::now();

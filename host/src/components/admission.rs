@@ -212,7 +212,7 @@ pub fn load(
     check_world(&component, slot, manifest)?;
     let skip_self_test = path == Path::Restore || (path == Path::Live && self_tested);
     if !skip_self_test {
-        selftest::run(&component, loader.sandbox.limits())?;
+        selftest::run(&component, slot, loader.sandbox.limits())?;
     }
     Ok(Loaded { component, slot, code })
 }

@@ -157,14 +157,11 @@ pub fn slot_world(slot: Slot) -> World {
     }
 }
 
-/// The driver an unsigned mapper serves when nothing names one (a signed manifest always
-/// names its slot).
-pub const DEFAULT_MAPPER_DRIVER: &str = "claude_code";
-
-/// The slot an unsigned component of `world` serves.
+/// The slot an unsigned component of `world` serves: a mapper serves the default driver's
+/// slot (a signed manifest always names its slot).
 pub fn world_slot(world: World) -> Slot {
     match world {
-        World::Mapper => Slot::Mapper(DEFAULT_MAPPER_DRIVER),
+        World::Mapper => Slot::Mapper(crate::driver::DEFAULT_MAPPER.id),
         World::Matcher => Slot::Matcher,
     }
 }

@@ -2,16 +2,16 @@
 //! before any real run depends on it.
 //!
 //! Compiling and type-checking prove a component *can* be called; this proves its calls
-//! return. A mapper replays a recorded Claude Code transcript (bundled in the binary) from
-//! `begin` to `end`; a matcher loads sample rules and checks sample edits and commands. Any
+//! return. A mapper replays a recorded transcript of its own driver (bundled in the binary,
+//! `host/assets/selftest/`) from `begin` to `end`; a matcher loads sample rules and checks sample edits and commands. Any
 //! trap or limit fails the stage. What the outputs say is not judged: a new mapper may map
 //! differently, and that is the point of pushing it.
 
+use crate::driver::Driver;
 use crate::rules::RuleSet;
 use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance, World};
+use crate::trust::Slot;
 
-/// A real transcript (the bundled demo): system init, tool calls, result.
-const SAMPLE_TRANSCRIPT: &str = include_str!("../../assets/selftest/transcript.ndjson");
 /// Rules in the plan-skills shape: path, content and Bash rules with lookahead.
 const SAMPLE_RULES: &[u8] = include_bytes!("../../assets/selftest/rules.json");
 
@@ -31,19 +31,23 @@ impl std::fmt::Display for SelfTestError {
     }
 }
 
-/// Exercise `component` as its world says.
-pub fn run(component: &LoadedComponent, limits: Limits) -> Result<(), SelfTestError> {
-    match component.world() {
-        World::Mapper => mapper(component, limits),
-        World::Matcher => matcher(component, limits),
+/// Exercise `component` as its world says; a mapper replays its own driver's sample output.
+pub fn run(component: &LoadedComponent, slot: Slot, limits: Limits) -> Result<(), SelfTestError> {
+    match (component.world(), slot) {
+        (World::Mapper, Slot::Mapper(id)) => {
+            let driver = crate::driver::by_id(id).unwrap_or(crate::driver::DEFAULT_MAPPER);
+            mapper(component, driver, limits)
+        }
+        (World::Mapper, Slot::Matcher) => mapper(component, crate::driver::DEFAULT_MAPPER, limits),
+        (World::Matcher, _) => matcher(component, limits),
     }
 }
 
-fn mapper(component: &LoadedComponent, limits: Limits) -> Result<(), SelfTestError> {
+fn mapper(component: &LoadedComponent, driver: &Driver, limits: Limits) -> Result<(), SelfTestError> {
     let mut instance = MapperInstance::new(component, limits).map_err(SelfTestError::Instantiate)?;
     let call = SelfTestError::Call;
-    instance.begin(&crate::sandbox::convert::run_context("self-test", None, "claude_code")).map_err(call)?;
-    for line in SAMPLE_TRANSCRIPT.lines() {
+    instance.begin(&crate::sandbox::convert::run_context("self-test", None, driver.id)).map_err(call)?;
+    for line in driver.selftest.lines() {
         instance.map_line(line.as_bytes()).map_err(call)?;
     }
     instance.end(&t::EndReason::Exited(t::ProcessExit::Code(0)), None).map_err(call)?;

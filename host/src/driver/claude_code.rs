@@ -18,6 +18,7 @@ pub static DRIVER: Driver = Driver {
     option_envs: &["ORGX_PLUGIN_DIR"],
     install_hint: "npm install -g @anthropic-ai/claude-code",
     mapper: Builtin { name: "claude-code", wasm: include_bytes!(concat!(env!("ORGX_GUEST_WASM_DIR"), "/orgx_mapper_claude_code.wasm")) },
+    selftest: include_str!("../../assets/selftest/claude_code.ndjson"),
     command,
     detect: |bin, _| Box::pin(detect(bin)),
     attribution: attribution_from_detection,

@@ -22,6 +22,7 @@ pub static DRIVER: Driver = Driver {
     option_envs: &["ORGX_CODEX_SANDBOX"],
     install_hint: "npm install -g @openai/codex",
     mapper: Builtin { name: "codex", wasm: include_bytes!(concat!(env!("ORGX_GUEST_WASM_DIR"), "/orgx_mapper_codex.wasm")) },
+    selftest: include_str!("../../assets/selftest/codex.ndjson"),
     command,
     detect: |bin, _| Box::pin(detect(bin)),
     attribution: attribution_from_detection,

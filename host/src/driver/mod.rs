@@ -30,6 +30,9 @@ use crate::sandbox::types as t;
 /// Every driver this peer knows, in the order `detect` and `status` list them.
 pub static ALL: &[&Driver] = &[&claude_code::DRIVER, &codex::DRIVER, &opencode::DRIVER];
 
+/// The driver whose slot an unsigned mapper serves when nothing names one.
+pub static DEFAULT_MAPPER: &Driver = &claude_code::DRIVER;
+
 /// The driver with protocol id `id` (`claude_code`, `codex`, `opencode`).
 pub fn by_id(id: &str) -> Option<&'static Driver> {
     ALL.iter().copied().find(|d| d.id == id)
@@ -69,6 +72,9 @@ pub struct Driver {
     pub install_hint: &'static str,
     /// The built-in mapper of its output (slot `mapper:<id>`).
     pub mapper: Builtin,
+    /// A real transcript of its output, bundled: the self-test a new mapper of its slot must
+    /// get through (`host/assets/selftest/`).
+    pub selftest: &'static str,
     /// The command line for a dispatch.
     pub command: fn(&Launch<'_>) -> Command,
     /// Is it installed, which version, logged in.
@@ -270,7 +276,18 @@ mod tests {
 
     #[test]
     fn booleans_as_people_write_them() {
-        for (text, want) in [("1", Some(true)), ("YES", Some(true)), (" on ", Some(true)), ("true", Some(true)), ("0", Some(false)), ("no", Some(false)), ("Off", Some(false)), ("", Some(false)), ("2", None), ("yep", None)] {
+        for (text, want) in [
+            ("1", Some(true)),
+            ("YES", Some(true)),
+            (" on ", Some(true)),
+            ("true", Some(true)),
+            ("0", Some(false)),
+            ("no", Some(false)),
+            ("Off", Some(false)),
+            ("", Some(false)),
+            ("2", None),
+            ("yep", None),
+        ] {
             assert_eq!(parse_bool(text), want, "{text:?}");
         }
     }

@@ -22,6 +22,7 @@ pub static DRIVER: Driver = Driver {
     option_envs: &["ORGX_OPENCODE_AUTO", "XDG_CONFIG_HOME", "HOME"],
     install_hint: "npm install -g opencode-ai",
     mapper: Builtin { name: "opencode", wasm: include_bytes!(concat!(env!("ORGX_GUEST_WASM_DIR"), "/orgx_mapper_opencode.wasm")) },
+    selftest: include_str!("../../assets/selftest/opencode.ndjson"),
     command,
     detect: |bin, settings| Box::pin(detect(bin, settings)),
     attribution,
