@@ -388,3 +388,50 @@ fn the_replay_command_reports_a_missing_transcript_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open transcript `/nonexistent/transcript.ndjson`"), "{err}");
 }
+
+/// `orgx-peer replay --driver D` on a real transcript of that driver: its own mapper, the same
+/// pipeline, and the attribution a replay has (nothing detected).
+fn replay_driver(driver: &str, transcript: &str) -> Vec<serde_json::Value> {
+    let cwd = format!("/home/dev/rig/runs/{driver}/success-tools/work");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+        .args(["replay", "--driver", driver, "--run-id", "cli-run", "--cwd", &cwd, "--rules"])
+        .arg(fixtures_dir().join("rules/contract.json"))
+        .arg(transcripts_dir().join(transcript))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn the_replay_command_runs_codex_and_opencode_transcripts_through_their_own_mappers() {
+    let codex = replay_driver("codex", "codex/success-tools.ndjson");
+    assert_eq!(codex.first().unwrap()["kind"], "task.started");
+    assert!(codex[0]["session_handle"].as_str().is_some_and(|h| !h.is_empty()));
+    let done = codex.last().unwrap();
+    assert_eq!((done["kind"].as_str(), done["source_driver"].as_str()), (Some("task.completed"), Some("codex")));
+    assert_eq!(done["tokens_used"], 11_900 + 175, "input_tokens + output_tokens of turn.completed");
+    assert_eq!(done["source_sub_type"], "user_managed", "replay detects nothing");
+    let edits: Vec<&str> =
+        codex.iter().filter(|m| m["step"]["kind"] == "file_edit").filter_map(|m| m["step"]["summary"].as_str()).collect();
+    assert_eq!(edits, ["add hello.txt", "update hello.txt"], "paths relative to --cwd");
+
+    let opencode = replay_driver("opencode", "opencode/success-tools.ndjson");
+    assert_eq!(opencode.first().unwrap()["kind"], "task.started");
+    let done = opencode.last().unwrap();
+    assert_eq!((done["kind"].as_str(), done["source_driver"].as_str()), (Some("task.completed"), Some("opencode")));
+    assert_eq!(done["observed_provider_id"], serde_json::Value::Null, "no model is known in a replay: explicitly unknown");
+    // Σ step_finish tokens.total, read straight off the transcript.
+    let text = std::fs::read_to_string(transcripts_dir().join("opencode/success-tools.ndjson")).unwrap();
+    let total: u64 = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "step_finish")
+        .filter_map(|v| v["part"]["tokens"]["total"].as_u64())
+        .sum();
+    assert!(total > 0);
+    assert_eq!(done["tokens_used"], total);
+    let edits: Vec<&str> =
+        opencode.iter().filter(|m| m["step"]["kind"] == "file_edit").filter_map(|m| m["step"]["summary"].as_str()).collect();
+    assert!(!edits.is_empty() && edits.iter().all(|e| !e.contains("/home/dev")), "paths relative to --cwd: {edits:?}");
+}
