@@ -4,13 +4,14 @@
 
 use serde_json::Value;
 
-use orgx_peer_sdk::text::cut_chars;
 use orgx_peer_sdk::types::{Completed, EndReason, Failed, OutcomeKind, ProcessExit, Provider, ProviderRef, SourceSubType, Terminal};
 
 const REASON_MAX_CHARS: usize = 300;
 
+/// A `task.failed` whose reason may come from the CLI: one line, credentials redacted
+/// (protocol spec §6), at most 300 characters.
 fn failed(reason: &str, recoverable: bool) -> Terminal {
-    Terminal::Failed(Failed { reason: cut_chars(reason, REASON_MAX_CHARS), recoverable })
+    Terminal::Failed(Failed { reason: orgx_peer_sdk::text::reason(reason, REASON_MAX_CHARS), recoverable })
 }
 
 /// `floor(usd × 100 + 0.5)`; negative, NaN or absent → 0.
@@ -180,6 +181,15 @@ mod tests {
                 }
                 t => panic!("{t:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn reasons_from_the_cli_are_one_line_and_redacted() {
+        let r = json!({"subtype": "success", "is_error": true, "result": "Invalid API key\nBearer sk-ant-abcdefgh123 rejected"});
+        match from_result(&r, SourceSubType::ApiKey) {
+            Terminal::Failed(f) => assert_eq!(f.reason, "Invalid API key Bearer [redacted] rejected"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -53,8 +53,12 @@ pub fn relative_to(path: &str, cwd: Option<&str>) -> String {
     };
     match path.strip_prefix(cwd) {
         Some(rest) if rest.starts_with('/') => {
-            let rest = rest.trim_start_matches('/');
-            let rest = rest.strip_prefix("./").unwrap_or(rest);
+            // Every leading `/` and `./` component: stripping one `./` once left the `/` of
+            // `.//a` in front (found by fuzzing: `/repo/.//a.rs` became `/a.rs`).
+            let mut rest = rest.trim_start_matches('/');
+            while let Some(r) = rest.strip_prefix("./") {
+                rest = r.trim_start_matches('/');
+            }
             if rest.is_empty() {
                 path.to_string()
             } else {
@@ -182,6 +186,10 @@ mod tests {
             ("relative/a.rs", cwd, "relative/a.rs"),
             ("/home/dev/repo/./a.rs", cwd, "a.rs"),
             ("/home/dev/repo//a.rs", cwd, "a.rs"),
+            ("/home/dev/repo/.//a.rs", cwd, "a.rs"),
+            ("/home/dev/repo/././a.rs", cwd, "a.rs"),
+            ("/home/dev/repo/.//./src/a.rs", cwd, "src/a.rs"),
+            ("/home/dev/repo/./", cwd, "/home/dev/repo/./"),
             ("/a/b.rs", None, "/a/b.rs"),
             ("/a/b.rs", Some(""), "/a/b.rs"),
             ("/x/y.rs", Some("/"), "/x/y.rs"),

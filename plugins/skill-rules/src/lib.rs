@@ -85,6 +85,89 @@ fn js_rejects(pattern: &str) -> Option<&'static str> {
     None
 }
 
+/// Patterns JavaScript reads one way and `regress` 0.10.5 another, all found by fuzzing
+/// (`fuzz/regressions/rules_compile_and_match/`); refused until the engine is fixed.
+///
+/// - `\x` without two hex digits: JavaScript reads `x` and goes on; regress consumes the next
+///   two characters anyway, so `\xS\|` becomes `x` or the empty pattern, which matches
+///   everything.
+/// - regress numbers groups before parsing by counting every `(`, so `(?:…)` and lookarounds
+///   count as captures (`Parser::parse_capture_groups`). `\N` with N above the real number
+///   of captures but not above the number of `(` becomes a backreference to a group that
+///   does not exist (JavaScript reads a legacy octal escape): `\1(?:a)`. And `\k<name>` of a
+///   named group preceded by a non-capturing `(` refers to the wrong group, or to one that
+///   does not exist: `(?:a)(?<n>b)\k<n>`. Matching a reference to a missing group indexes
+///   past the capture slots: a panic with debug assertions, an unchecked out-of-bounds
+///   access without them.
+fn regress_misreads(pattern: &str) -> Option<&'static str> {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'x') && !b.get(i + 2..i + 4).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return Some("`\\x` without two hex digits is misread by the regex engine");
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    // The index after the class opened at `i` (the first unescaped `]` closes it).
+    let class_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() && b[i] != b']' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i
+    };
+    let (mut parens, mut captures, mut named_shifted) = (0usize, 0usize, false);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' => i = class_end(i),
+            b'(' => {
+                let plain = b.get(i + 1) != Some(&b'?');
+                let named = !plain && b.get(i + 2) == Some(&b'<') && !matches!(b.get(i + 3), Some(b'=' | b'!'));
+                named_shifted |= named && parens != captures;
+                captures += usize::from(plain || named);
+                parens += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if parens == captures {
+        return None;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                match b.get(i + 1) {
+                    Some(b'1'..=b'9') => {
+                        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit());
+                        let n = digits.fold(0usize, |n, d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
+                        if n > captures && n <= parens {
+                            return Some(
+                                "a backreference to a group that does not exist (`\\N` after `(?…)` groups) is misread by the regex engine",
+                            );
+                        }
+                    }
+                    Some(b'k') if named_shifted => {
+                        return Some("`\\k<name>` of a named group after a `(?…)` group is misread by the regex engine");
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            b'[' => i = class_end(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 impl Matcher {
     /// Compile `rules` for run `run_id`; a rule that does not compile is disabled with a
     /// warning, and the others go on.
@@ -97,7 +180,7 @@ impl Matcher {
         let mut file_edit = Index::default();
         let mut tool_call = Index::default();
         for (i, rule) in rules.iter().enumerate() {
-            let regex = match js_rejects(&rule.pattern) {
+            let regex = match js_rejects(&rule.pattern).or_else(|| regress_misreads(&rule.pattern)) {
                 Some(why) => Err(why.to_string()),
                 None => regress::Regex::with_flags(&rule.pattern, "").map_err(|e| e.to_string()),
             };

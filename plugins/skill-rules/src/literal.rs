@@ -131,6 +131,14 @@ fn longest_required_run(alt: &[char]) -> Option<String> {
                     c if "^$\\.*+?()[]{}|/-".contains(c) => run.push(c),
                     // Classes, assertions, backreferences, \u \x \c \k \p \0 …: not a plain
                     // character we can be sure of. Skip any payload that could look literal.
+                    // A backreference, or (without that many groups) a legacy octal escape
+                    // whose digits are not literal: `\12` is a newline, `\101` an `A`.
+                    '0'..='9' => {
+                        flush(&mut run, &mut best);
+                        while alt.get(i).is_some_and(char::is_ascii_digit) {
+                            i += 1;
+                        }
+                    }
                     'u' => {
                         flush(&mut run, &mut best);
                         i += hex_run(alt, i, 4);
@@ -262,6 +270,12 @@ mod tests {
             ("a)b", None),
             ("日本語?x", Some(&["日本"])),
             ("😀+z", Some(&["😀"])),
+            // Found by the fuzz target's oracle: octal escapes' digits are not literals.
+            ("\\12x", Some(&["x"])),
+            ("\\01xy", Some(&["xy"])),
+            ("ab\\101", Some(&["ab"])),
+            ("(a)\\1bc", Some(&["bc"])),
+            ("\\8x", Some(&["x"])),
         ];
         for (pattern, want) in table {
             let got = lits(pattern);

@@ -114,3 +114,55 @@ fn thousands_of_rules_only_run_candidates() {
     assert_eq!(keys(&m.check(RuleOn::ToolCall, "Bash deploy-4242 now", "e")), ["s:f4242:r"]);
     assert!(m.check(RuleOn::ToolCall, "Bash deploy-4242x", "e").is_empty());
 }
+
+/// Found by fuzzing (fuzz/regressions/rules_compile_and_match/): regress 0.10.5 counts `(?:`
+/// and lookarounds as capture groups when it numbers backreferences, and matching the
+/// misnumbered reference indexed past the capture slots (a panic with debug assertions,
+/// unchecked out-of-bounds access without); and it swallows the two characters after a `\x`
+/// without hex digits. Such patterns are disabled; the others stay.
+#[test]
+fn patterns_regress_misreads_are_disabled() {
+    let bad = [
+        "\\1(?:a)",
+        "\\1(?=)",
+        "(?=\\1)",
+        "x\\1(?<=a)",
+        "(?:a)(?<n>b)\\k<n>",
+        "(?=a)(?<n>a)\\k<n>",
+        "(?:)\\1",
+        "_Yx\\xS\\|",
+        "ab\\x4\\|",
+        "\\x",
+        "[\\xg]",
+    ];
+    let good = ["(a)(?:b)\\1", "(?:b)(a)\\1", "(?<n>a)(?:b)\\k<n>", "\\2(?:a)", "[\\1](?:a)", "(?:a)\\0", "\\\\x"];
+    let mut rules: Vec<Rule> = bad.iter().enumerate().map(|(i, p)| rule("bad", p, RuleOn::ToolCall, &format!("b{i}"))).collect();
+    rules.extend(good.iter().enumerate().map(|(i, p)| rule("good", p, RuleOn::ToolCall, &format!("g{i}"))));
+    let (mut m, warnings) = Matcher::new("r", rules);
+    let idx: Vec<u32> = warnings.iter().map(|w| w.index).collect();
+    assert_eq!(idx, (0..bad.len() as u32).collect::<Vec<_>>(), "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.message.contains("misread by the regex engine")), "{warnings:?}");
+    assert!(m.check(RuleOn::ToolCall, "", "e").is_empty(), "`_Yx\\xS\\|` must not match everything");
+    // Matching the accepted ones neither panics nor misreads them.
+    let fired =
+        |m: &mut Matcher, text: &str| keys(&m.check(RuleOn::ToolCall, text, "e")).into_iter().map(str::to_string).collect::<Vec<_>>();
+    for text in ["x", "ab", "abb", "\u{1}", "a\u{2}"] {
+        assert!(fired(&mut m, text).is_empty(), "{text:?}");
+    }
+    assert_eq!(fired(&mut m, "aba"), ["good:g0:r", "good:g2:r"]);
+    assert_eq!(fired(&mut m, "baa"), ["good:g1:r"]);
+    assert_eq!(fired(&mut m, "\u{2}a \u{1}a a\0 \\x"), ["good:g3:r", "good:g4:r", "good:g5:r", "good:g6:r"]);
+}
+
+/// Found by the fuzz target's oracle (fuzz/regressions/rules_compile_and_match/): the digits
+/// of a legacy octal escape were taken as required literals (`\12x` required "2x"), so the
+/// prefilter hid matches the regex makes.
+#[test]
+fn octal_escapes_do_not_hide_matches() {
+    let table = [("\\12x", "\nx"), ("\\01x", "\u{1}x"), ("\\101x", "Ax"), ("q\\0", "q\0")];
+    for (pattern, text) in table {
+        let (mut m, w) = Matcher::new("r", vec![rule("oct", pattern, RuleOn::ToolCall, "o")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(keys(&m.check(RuleOn::ToolCall, text, "e")), ["oct:o:r"], "{pattern:?} on {text:?}");
+    }
+}
