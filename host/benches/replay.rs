@@ -26,21 +26,6 @@ fn transcript(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/transcripts").join(name)
 }
 
-/// The long-session transcript's body repeated `copies` times, then its result line: one
-/// long run of real CLI output.
-fn corpus(copies: usize) -> Vec<Vec<u8>> {
-    let text = std::fs::read(transcript("long-session.ndjson")).expect("tests/fixtures/transcripts/long-session.ndjson");
-    let mut lines: Vec<Vec<u8>> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
-    let result = lines.pop().expect("a result line");
-    let init = lines.remove(0);
-    let mut out = vec![init];
-    for _ in 0..copies {
-        out.extend(lines.iter().cloned());
-    }
-    out.push(result);
-    out
-}
-
 /// Any transcript's first line, its middle repeated `copies` times, then its last line.
 fn corpus_of(name: &str, copies: usize) -> Vec<Vec<u8>> {
     let text = std::fs::read(transcript(name)).unwrap_or_else(|e| panic!("tests/fixtures/transcripts/{name}: {e}"));
@@ -308,7 +293,7 @@ fn main() {
     let copies = if quick { 1 } else { 40 };
     let sandbox = Sandbox::new(Limits::default()).unwrap();
     let components = ActiveComponents::load(&sandbox, "claude_code", None, None).unwrap();
-    let lines = corpus(copies);
+    let lines = corpus_of("long-session.ndjson", copies);
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let rules = demo_rules();
 
