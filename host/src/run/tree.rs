@@ -112,6 +112,9 @@ pub async fn stop(run_id: &str, root: Option<i32>, exclude: Option<i32>, grace: 
         pids.remove(&x);
     }
     if pids.is_empty() {
+        // Orphans that exited on their own (a background job that finished after its CLI)
+        // are zombies of the peer now: reap them even when nothing is left to stop.
+        reap_orphans();
         return 0;
     }
     let count = pids.len();
