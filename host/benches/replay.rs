@@ -212,34 +212,6 @@ fn native_rule(r: &Rule) -> native_matcher::Rule {
     }
 }
 
-fn native_subject_on(on: native_mapper::RuleOn) -> native_matcher::RuleOn {
-    match on {
-        native_mapper::RuleOn::FileEdit => native_matcher::RuleOn::FileEdit,
-        native_mapper::RuleOn::ToolCall => native_matcher::RuleOn::ToolCall,
-    }
-}
-
-fn native_replay(rules: &[Rule], lines: &[Vec<u8>]) -> usize {
-    let mut mapper = native_mapper::Mapper::new(native_mapper::RunContext::new("bench", None));
-    let (mut matcher, _) = native_matcher::Matcher::new("bench", rules.iter().map(native_rule).collect());
-    let mut n = 0;
-    for line in lines {
-        for event in mapper.map_line(line) {
-            n += 1;
-            if let native_mapper::Event::Step(step) = &event {
-                if let Some(subject) = &step.subject {
-                    let on = native_subject_on(subject.on);
-                    n += matcher.check(on, &subject.text, step.evidence_ref.as_deref().unwrap_or("")).len();
-                }
-            }
-            if matches!(event, native_mapper::Event::Terminal(_)) {
-                return n;
-            }
-        }
-    }
-    n
-}
-
 /// The subjects a matcher sees for the edit-tools and long-session transcripts.
 fn subjects() -> Vec<(t::MatchSubject, String)> {
     let mut out = Vec::new();
@@ -307,7 +279,7 @@ fn main() {
     let (mut wasm_n, mut native_n) = (0, 0);
     for _ in 0..if quick { 1 } else { ROUNDS } {
         let t0 = Instant::now();
-        native_n = native_replay(&rules, &lines);
+        native_n = native_replay_sdk::<native_mapper::Mapper>(&rules, &lines);
         native_t.push(t0.elapsed());
         let t0 = Instant::now();
         wasm_n = wasm_replay(&components, &rules, &lines);
