@@ -80,8 +80,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     if !crate::run::tree::become_subreaper() {
         tracing::warn!("cannot become the reaper of the runs' orphaned processes; runs are still stopped by their ORGX_RUN_ID");
     }
-    reap_previous_life(&store).await?;
     let outbox = Outbox::new(store.clone());
+    reap_previous_life(&store, &outbox).await?;
 
     let limits = Limits::default();
     let sandbox = Sandbox::new(limits)?;
@@ -169,7 +169,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 let registry = registry.clone();
                 let quarantined = tokio::task::spawn_blocking(move || registry.on_run_report(&report)).await.ok().flatten();
                 if let Some(quarantined) = quarantined {
-                    if let Err(e) = outbox.push(&[crate::dispatcher::push::quarantined_message(quarantined)]) {
+                    if let Err(e) = outbox.push_control(&[crate::dispatcher::push::quarantined_message(quarantined)]) {
                         tracing::error!("cannot queue the quarantine report: {e}");
                     }
                 }
@@ -268,9 +268,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         );
     }
     // Give a connected socket a moment to deliver what is owed; the rest waits on disk.
-    let t0 = std::time::Instant::now();
-    while outbox.pending_count() > 0 && *link.borrow() == LinkState::Connected && t0.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if *link.borrow() == LinkState::Connected {
+        outbox.drained(Duration::from_secs(5)).await;
     }
     shutdown_tx.send_replace(true);
     if !gateway_task.is_finished() {
@@ -279,6 +278,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     dispatch_task.abort();
     status_task.abort();
     let _ = std::fs::remove_file(crate::status::socket_path(&cfg.data_dir));
+    // Whatever was handed over (the last deliveries among it) is committed before exit.
+    if let Err(e) = outbox.flush().committed().await {
+        tracing::warn!("the outbox did not finish its last write: {e}");
+    }
     let owed = outbox.pending_count();
     if owed > 0 {
         tracing::warn!(owed, "stopped with messages still owed; they are kept on disk and sent after the next start");
@@ -449,7 +452,7 @@ fn installation_id(store: &Store) -> anyhow::Result<String> {
 /// Account for what a previous life (crash, SIGKILL) left: leftover process groups, and
 /// every process tagged with a run's id (shell tools in sessions of their own), are killed,
 /// and runs that were in flight end with `task.failed` (queued like any message).
-async fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
+async fn reap_previous_life(store: &Store, outbox: &Outbox) -> anyhow::Result<()> {
     for group in store.run_groups()? {
         if kill_stale_group(group.pgid, group.started) {
             tracing::warn!(run_id = %group.run_id, pgid = group.pgid, "killed a process group left by a previous run of the peer");
@@ -460,15 +463,17 @@ async fn reap_previous_life(store: &Store) -> anyhow::Result<()> {
         }
         store.clear_run_group(&group.run_id)?;
     }
-    let outbox = Outbox::new(store.clone());
     for (key, run_id) in store.running_dispatches()? {
         if !outbox.terminal_delivered(&run_id) && !has_queued_terminal(store, &run_id)? {
             tracing::warn!(run_id = %run_id, "run was in flight when the peer stopped; reporting it failed");
-            outbox.push(&[PeerMessage::Failed(p::Failed {
-                run_id: run_id.clone(),
-                reason: "the peer stopped while the run was in flight".into(),
-                recoverable: true,
-            })])?;
+            outbox
+                .push_control(&[PeerMessage::Failed(p::Failed {
+                    run_id: run_id.clone(),
+                    reason: "the peer stopped while the run was in flight".into(),
+                    recoverable: true,
+                })])?
+                .committed()
+                .await?;
         }
         store.finish_dispatch(&key)?;
     }

@@ -97,7 +97,7 @@ impl Dispatcher {
         let (outbox, api) = (self.outbox.clone(), self.api.clone());
         tokio::spawn(async move {
             let ack = push::answer(&registry, push, api.as_ref()).await;
-            if let Err(e) = outbox.push(&[ack]) {
+            if let Err(e) = outbox.push_control(&[ack]) {
                 tracing::error!("cannot queue a component acknowledgement: {e}");
             }
         });
@@ -180,11 +180,24 @@ impl Dispatcher {
             PeerMessage::Started(p::Started { run_id: d.run_id.clone(), started_at: now, session_handle: None }),
             PeerMessage::Failed(p::Failed { run_id: d.run_id.clone(), reason, recoverable }),
         ];
-        if let Err(e) = self.outbox.push(&msgs) {
-            tracing::error!(run_id = %d.run_id, "cannot persist the refusal: {e}");
-        }
-        if let Err(e) = self.store.finish_dispatch(&d.idempotency_key) {
-            tracing::error!(run_id = %d.run_id, "cannot record the refused dispatch: {e}");
-        }
+        let ticket = match self.outbox.push_control(&msgs) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(run_id = %d.run_id, "cannot persist the refusal: {e}");
+                return;
+            }
+        };
+        // Finished only once the refusal is on disk: a crash in between leaves the dispatch
+        // running, and the next start reports it failed instead of losing its terminal.
+        let (store, key, run_id) = (self.store.clone(), d.idempotency_key.clone(), d.run_id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ticket.committed().await {
+                tracing::error!(run_id = %run_id, "cannot persist the refusal: {e}");
+                return;
+            }
+            if let Err(e) = store.finish_dispatch(&key) {
+                tracing::error!(run_id = %run_id, "cannot record the refused dispatch: {e}");
+            }
+        });
     }
 }

@@ -264,13 +264,26 @@ fn pipeline_thread(
         started_at,
         limits,
     });
-    let push = |msgs: Vec<PeerMessage>| {
-        if let Err(e) = outbox.push(&msgs) {
+    // Lines are handed over without waiting for their commit (the writer groups them); only
+    // the terminal message is waited for, so the dispatch is recorded finished only after
+    // its terminal message is on disk.
+    let push = |msgs: Vec<PeerMessage>, wait: bool| {
+        let handed = outbox.push(&msgs);
+        let stored = match handed {
+            Ok(ticket) if wait => ticket.wait().map(drop),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             tracing::error!(run_id = %run_id, "cannot persist {} outgoing message(s): {e}", msgs.len());
         }
     };
-    push(first);
+    let mut first = Some(first);
     while !run.is_done() {
+        if let Some(first) = first.take() {
+            push(first, run.is_done());
+            continue;
+        }
         let msgs = match inputs.blocking_recv() {
             Some(Input::Line(line)) => run.on_line(&line),
             Some(Input::End(reason, tail)) => run.on_end(&reason, tail.as_deref()),
@@ -278,7 +291,7 @@ fn pipeline_thread(
             // The async side is gone without an end: still close the run.
             None => run.fail("the peer lost track of the run".into(), true),
         };
-        push(msgs);
+        push(msgs, run.is_done());
     }
     let _ = done.send(());
     RunReport { served_by: components.digests().iter().map(|d| d.to_string()).collect(), faulted: run.fault().cloned() }

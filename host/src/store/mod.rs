@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -49,6 +50,14 @@ pub struct OutboxEntry {
     pub terminal: bool,
 }
 
+/// A message for the outbox, before it has a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub run_id: String,
+    pub message_json: String,
+    pub terminal: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     New,
@@ -59,15 +68,38 @@ pub enum Claim {
 pub struct Store {
     db: Arc<Database>,
     path: Arc<PathBuf>,
+    /// Write transactions committed since open (each one fsync): the delivery bench and
+    /// `status` read it.
+    commits: Arc<AtomicU64>,
 }
 
-fn encode_entry(run_id: &str, json: &str, terminal: bool) -> Vec<u8> {
-    let mut v = Vec::with_capacity(5 + run_id.len() + json.len());
+fn encode_entry(v: &mut Vec<u8>, run_id: &str, json: &str, terminal: bool) {
+    v.clear();
+    v.reserve(5 + run_id.len() + json.len());
     v.push(terminal as u8);
     v.extend_from_slice(&(run_id.len() as u32).to_le_bytes());
     v.extend_from_slice(run_id.as_bytes());
     v.extend_from_slice(json.as_bytes());
-    v
+}
+
+/// Keep `run_id` among the last `DELIVERED_KEPT` runs whose terminal message went out.
+fn remember_delivered(w: &redb::WriteTransaction, meta: &mut redb::Table<&str, u64>, run_id: &str) -> Result<(), redb::Error> {
+    let mut delivered = w.open_table(DELIVERED)?;
+    if delivered.get(run_id)?.is_some() {
+        return Ok(());
+    }
+    let n = meta.get("delivered_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+    meta.insert("delivered_seq", n)?;
+    delivered.insert(run_id, n)?;
+    let mut order = w.open_table(DELIVERED_ORDER)?;
+    order.insert(n, run_id)?;
+    if n > DELIVERED_KEPT {
+        if let Some(id) = order.remove(n - DELIVERED_KEPT)? {
+            let id = id.value().to_string();
+            delivered.remove(id.as_str())?;
+        }
+    }
+    Ok(())
 }
 
 fn decode_entry(seq: u64, b: &[u8]) -> Option<OutboxEntry> {
@@ -92,7 +124,7 @@ impl Store {
                 err(format!("cannot open it ({other}); if it is corrupted, move it aside and restart (owed messages in it would be lost)"))
             }
         })?;
-        let store = Store { db: Arc::new(db), path: Arc::new(path.to_path_buf()) };
+        let store = Store { db: Arc::new(db), path: Arc::new(path.to_path_buf()), commits: Arc::default() };
         // Create every table once, so readers never see a missing table.
         store.write(|w| {
             w.open_table(OUTBOX)?;
@@ -115,7 +147,13 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let r = f(&txn).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(r)
+    }
+
+    /// Write transactions committed since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
@@ -123,20 +161,32 @@ impl Store {
         f(&txn).map_err(|e| self.err(e))
     }
 
-    /// Append messages in order, in one transaction; returns the last sequence number.
-    pub fn enqueue_batch(&self, batch: &[(String, String, bool)]) -> Result<u64, StoreError> {
+    /// One group commit of the outbox's writer: append `append` in order, drop the `ack`ed
+    /// entries and remember the runs whose terminal message was delivered — one transaction,
+    /// one fsync. Returns the sequence number of the first appended entry.
+    pub fn commit_group(&self, append: &[NewEntry], ack: &[u64], terminal_delivered: &[String]) -> Result<u64, StoreError> {
         self.write(|w| {
             let mut meta = w.open_table(META)?;
-            let mut seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
-            let mut outbox = w.open_table(OUTBOX)?;
-            let mut last = 0;
-            for (run_id, json, terminal) in batch {
-                outbox.insert(seq, encode_entry(run_id, json, *terminal).as_slice())?;
-                last = seq;
-                seq += 1;
+            let first = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
+            if !append.is_empty() {
+                let mut outbox = w.open_table(OUTBOX)?;
+                let mut buf = Vec::new();
+                for (seq, e) in (first..).zip(append) {
+                    encode_entry(&mut buf, &e.run_id, &e.message_json, e.terminal);
+                    outbox.insert(seq, buf.as_slice())?;
+                }
+                meta.insert("next_seq", first + append.len() as u64)?;
             }
-            meta.insert("next_seq", seq)?;
-            Ok(last)
+            if !ack.is_empty() {
+                let mut outbox = w.open_table(OUTBOX)?;
+                for s in ack {
+                    outbox.remove(*s)?;
+                }
+            }
+            for run_id in terminal_delivered {
+                remember_delivered(w, &mut meta, run_id)?;
+            }
+            Ok(first)
         })
     }
 
@@ -162,43 +212,6 @@ impl Store {
 
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         self.read(|r| Ok(r.open_table(OUTBOX)?.len()?))
-    }
-
-    /// Remove delivered entries.
-    pub fn ack_many(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        self.write(|w| {
-            let mut t = w.open_table(OUTBOX)?;
-            for s in seqs {
-                t.remove(*s)?;
-            }
-            Ok(())
-        })
-    }
-
-    pub fn mark_terminal_delivered(&self, run_id: &str) -> Result<(), StoreError> {
-        self.write(|w| {
-            let mut delivered = w.open_table(DELIVERED)?;
-            if delivered.get(run_id)?.is_some() {
-                return Ok(());
-            }
-            let mut meta = w.open_table(META)?;
-            let n = meta.get("delivered_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
-            meta.insert("delivered_seq", n)?;
-            delivered.insert(run_id, n)?;
-            let mut order = w.open_table(DELIVERED_ORDER)?;
-            order.insert(n, run_id)?;
-            if n > DELIVERED_KEPT {
-                let old = n - DELIVERED_KEPT;
-                if let Some(id) = order.remove(old)? {
-                    let id = id.value().to_string();
-                    delivered.remove(id.as_str())?;
-                }
-            }
-            Ok(())
-        })
     }
 
     pub fn terminal_delivered(&self, run_id: &str) -> Result<bool, StoreError> {
@@ -302,6 +315,10 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn entry(run_id: &str, json: &str, terminal: bool) -> NewEntry {
+        NewEntry { run_id: run_id.into(), message_json: json.into(), terminal }
+    }
+
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("peer.redb")).unwrap();
@@ -311,14 +328,14 @@ mod tests {
     #[test]
     fn outbox_is_ordered_and_survives_reopen() {
         let (dir, s) = store();
-        let last = s.enqueue_batch(&[("r1".into(), "{\"a\":1}".into(), false), ("r1".into(), "{\"b\":2}".into(), true)]).unwrap();
-        assert_eq!(last, 2);
-        s.ack_many(&[1]).unwrap();
+        let first = s.commit_group(&[entry("r1", "{\"a\":1}", false), entry("r1", "{\"b\":2}", true)], &[], &[]).unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(s.commit_group(&[], &[1], &[]).unwrap(), 3, "an ack-only group appends nothing");
         drop(s);
         let s = Store::open(&dir.path().join("peer.redb")).unwrap();
         let p = s.pending(None, 10).unwrap();
         assert_eq!(p, vec![OutboxEntry { seq: 2, run_id: "r1".into(), message_json: "{\"b\":2}".into(), terminal: true }]);
-        assert_eq!(s.enqueue_batch(&[("r2".into(), "{}".into(), false)]).unwrap(), 3, "seq is monotonic across reopen");
+        assert_eq!(s.commit_group(&[entry("r2", "{}", false)], &[], &[]).unwrap(), 3, "seq is monotonic across reopen");
         assert_eq!(s.pending(Some(2), 10).unwrap().len(), 1);
         assert_eq!(s.pending_count().unwrap(), 2);
     }
@@ -349,8 +366,11 @@ mod tests {
     fn delivered_and_kv() {
         let (_d, s) = store();
         assert!(!s.terminal_delivered("r").unwrap());
-        s.mark_terminal_delivered("r").unwrap();
-        s.mark_terminal_delivered("r").unwrap();
+        let before = s.commits();
+        s.commit_group(&[entry("r", "{}", true)], &[], &["r".into()]).unwrap();
+        s.commit_group(&[], &[1], &["r".into()]).unwrap();
+        assert_eq!(s.commits(), before + 2, "one commit per group");
+        assert_eq!(s.pending_count().unwrap(), 0);
         assert!(s.terminal_delivered("r").unwrap());
         s.put("pgid/a", b"1").unwrap();
         s.put("pgid/b", b"2").unwrap();
