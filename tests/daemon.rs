@@ -279,6 +279,70 @@ async fn sigkill_then_restart_delivers_what_was_owed() {
     }
 }
 
+/// Group commit under load: four runs stream 2,000 numbered lines a second each, the peer is
+/// SIGKILLed mid-stream, and a restarted peer owes and sends the rest. Every message it had
+/// committed arrives (each run's steps are a gap-free prefix, resent ones at most twice), and
+/// each run's terminal arrives exactly once, last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_committed_message() {
+    const RUNS: usize = 4;
+    const LINES: usize = 6000;
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut corpus = String::from(r#"{"type":"system","subtype":"init","cwd":"/tmp","session_id":"s","tools":["Bash"]}"#);
+    for i in 1..=LINES {
+        corpus.push_str(&format!("\n{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"n {i}\"}}]}}}}"));
+    }
+    corpus.push('\n');
+    let path = repo.path().join("numbered.ndjson");
+    std::fs::write(&path, corpus).unwrap();
+    let t = path.display().to_string();
+    let env = [
+        ("FAKE_CLAUDE_MODE", "replay"),
+        ("FAKE_CLAUDE_TRANSCRIPT", t.as_str()),
+        ("FAKE_CLAUDE_RATE", "2000"),
+        ("ORGX_MAX_CONCURRENT_RUNS", "8"),
+    ];
+    let mut peer = Peer::start_in(&server, &env, data);
+    connected(&server).await;
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("load-{i}")).collect();
+    for id in &ids {
+        assert!(server.send_json(dispatch(id, &format!("k-{id}"), repo.path(), None)));
+    }
+    server.wait_until("frames under load", WAIT, |s| s.frame_count() >= 1500).await;
+    peer.signal(9);
+    let status = peer.child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    let before = server.frame_count();
+    let data = std::mem::replace(&mut peer.data, tempfile::tempdir().unwrap());
+    drop(peer);
+    let _again = Peer::start_in(&server, &[("FAKE_CLAUDE_MODE", "hang")], data);
+    for id in &ids {
+        until_terminal(&server, id).await;
+    }
+    let frames = server.frames();
+    assert!(frames.len() > before, "the restarted peer sent what it owed");
+    for id in &ids {
+        let run: Vec<&Value> = frames.iter().map(|(_, f)| f).filter(|f| f["run_id"] == id.as_str()).collect();
+        let terminals: Vec<usize> =
+            run.iter().enumerate().filter(|(_, f)| f["kind"] == "task.failed" || f["kind"] == "task.completed").map(|(i, _)| i).collect();
+        assert_eq!(terminals, [run.len() - 1], "{id}: exactly one terminal, last");
+        assert_eq!(run[terminals[0]]["kind"], "task.failed", "{id} was cut off by the kill");
+        let mut seen = vec![0u32; LINES + 1];
+        let mut highest = 0;
+        for f in run.iter().filter(|f| f["kind"] == "task.step") {
+            let n: usize =
+                f["step"]["summary"].as_str().and_then(|s| s.strip_prefix("n ")).and_then(|n| n.parse().ok()).expect("a numbered step");
+            assert!(n <= highest + 1, "{id}: step {n} arrived before step {}", highest + 1);
+            highest = highest.max(n);
+            seen[n] += 1;
+        }
+        assert!(highest > 0, "{id} streamed before the kill");
+        assert!((1..=highest).all(|n| (1..=2).contains(&seen[n])), "{id}: every step up to {highest} arrived, none more than twice");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chatty_stderr_never_blocks_the_run() {
     let server = FakeOrgx::start(KEY, json!({"skills": []})).await;

@@ -11,6 +11,10 @@
 //! reported.
 
 use std::path::PathBuf;
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+use common::generated_rules;
 use std::time::{Duration, Instant, SystemTime};
 
 use orgx_mapper_claude_code as native_mapper;
@@ -152,29 +156,6 @@ fn demo_rules() -> Vec<Rule> {
         evidence_kind: "bash_command".into(),
     });
     rules
-}
-
-/// `n` distinct rules of the shapes rule authors write: literal paths, command prefixes,
-/// alternations, classes and lookarounds around literals.
-fn generated_rules(n: usize) -> Vec<Rule> {
-    (0..n)
-        .map(|i| {
-            let (pattern, on) = match i % 5 {
-                0 => (format!("^Bash (sudo )?deploy-{i}\\b"), RuleOn::ToolCall),
-                1 => (format!("secrets/key-{i}\\.(pem|der)\\n"), RuleOn::FileEdit),
-                2 => (format!("(?:curl|wget) .*internal-{i}\\.example"), RuleOn::ToolCall),
-                3 => (format!("TODO\\(ticket-{i}\\)(?!:)"), RuleOn::FileEdit),
-                _ => (format!("(?<=token=)tok{i}[A-Za-z0-9]{{8}}"), RuleOn::FileEdit),
-            };
-            Rule {
-                skill_id: format!("skill-{}", i / 10),
-                pattern,
-                on,
-                dedupe_fingerprint: format!("fp-{i}"),
-                evidence_kind: "generated".into(),
-            }
-        })
-        .collect()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -101,6 +101,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         tracing::warn!("no driver is available: every dispatch will be refused (install a CLI, or check ORGX_DRIVERS)");
     }
     let detections = Arc::new(detections);
+    // Start-up compiled every component; what that freed goes back before the peer idles.
+    crate::memory::release_freed();
 
     let api = Api::new(cfg.base_url.clone(), cfg.api_key.clone()).map_err(anyhow::Error::msg)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -231,6 +233,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 "runs_in_flight": runs,
                 "runs_in_flight_count": runs.len(),
                 "queue_depth": outbox.pending_count(),
+                // Write transactions since start, one fdatasync each: with `messages_stored`,
+                // how well group commit groups.
+                "store_commits": outbox.commits(),
+                "messages_stored": outbox.stored(),
                 "rules": rules.borrow().len(),
                 "components": c.describe(),
                 "components_dir": cfg2.components_dir.display().to_string(),

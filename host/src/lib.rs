@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod heartbeat;
 pub mod http;
 pub mod inspect;
+pub mod memory;
 pub mod outbox;
 pub mod protocol;
 pub mod receipts;

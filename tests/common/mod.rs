@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use orgx_peer::components::ActiveComponents;
 use orgx_peer::protocol::PeerMessage;
-use orgx_peer::rules::Rule;
+use orgx_peer::rules::{Rule, RuleOn};
 use orgx_peer::run::pipeline::{RunPipeline, RunSpec};
 use orgx_peer::sandbox::{defaults, Limits, LoadedComponent, Sandbox};
 
@@ -68,4 +68,44 @@ pub fn start_run(
         started_at: SystemTime::now(),
         limits,
     })
+}
+
+/// `n` distinct rules of the shapes rule authors write: literal paths, command prefixes,
+/// alternations, classes and lookarounds around literals.
+pub fn generated_rules(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let (pattern, on) = match i % 5 {
+                0 => (format!("^Bash (sudo )?deploy-{i}\\b"), RuleOn::ToolCall),
+                1 => (format!("secrets/key-{i}\\.(pem|der)\\n"), RuleOn::FileEdit),
+                2 => (format!("(?:curl|wget) .*internal-{i}\\.example"), RuleOn::ToolCall),
+                3 => (format!("TODO\\(ticket-{i}\\)(?!:)"), RuleOn::FileEdit),
+                _ => (format!("(?<=token=)tok{i}[A-Za-z0-9]{{8}}"), RuleOn::FileEdit),
+            };
+            Rule {
+                skill_id: format!("skill-{}", i / 10),
+                pattern,
+                on,
+                dedupe_fingerprint: format!("fp-{i}"),
+                evidence_kind: "generated".into(),
+            }
+        })
+        .collect()
+}
+
+/// `rules` as the body of `GET /api/v1/plan-skills` (one skill per skill id, in order).
+pub fn plan_skills(rules: &[Rule]) -> serde_json::Value {
+    let mut skills: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for r in rules {
+        let on = match r.on {
+            RuleOn::FileEdit => "file_edit",
+            RuleOn::ToolCall => "tool_call",
+        };
+        let rule = serde_json::json!({"pattern": r.pattern, "on": on, "dedupe_fingerprint": r.dedupe_fingerprint, "evidence_kind": r.evidence_kind});
+        match skills.last_mut() {
+            Some((id, list)) if *id == r.skill_id => list.push(rule),
+            _ => skills.push((r.skill_id.clone(), vec![rule])),
+        }
+    }
+    serde_json::json!({"skills": skills.into_iter().map(|(id, rules)| serde_json::json!({"id": id, "rules": rules})).collect::<Vec<_>>()})
 }

@@ -97,6 +97,7 @@ impl Dispatcher {
         let (outbox, api) = (self.outbox.clone(), self.api.clone());
         tokio::spawn(async move {
             let ack = push::answer(&registry, push, api.as_ref()).await;
+            crate::memory::release_freed();
             if let Err(e) = outbox.push_control(&[ack]) {
                 tracing::error!("cannot queue a component acknowledgement: {e}");
             }

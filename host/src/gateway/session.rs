@@ -132,7 +132,10 @@ impl Gateway {
         let value =
             HeaderValue::from_str(&protocols).map_err(|_| ConnectError::Refused("the API key cannot be sent as a subprotocol".into()))?;
         request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, value);
-        let connect = tokio_tungstenite::connect_async(request);
+        // Nagle off: the session already batches its writes (feed, then one flush per batch),
+        // and a barrier ping held back behind an unacknowledged frame would wait out the
+        // server's delayed ACK (40 ms on Linux) before anything is confirmed.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (ws, response) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Err(_) => return Err(ConnectError::Failed("connect timed out after 30 s".into())),
             Ok(Err(WsError::Http(resp))) => {

@@ -50,6 +50,8 @@ struct Inner {
     /// Bumped after every group commit (appends or deliveries): `drained` waits on it.
     committed: watch::Sender<u64>,
     claims: Arc<Mutex<HashSet<u64>>>,
+    /// Messages committed since start (the writer counts).
+    stored: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Inner {
@@ -88,8 +90,16 @@ impl Outbox {
         let (committed, _) = watch::channel(0);
         let claims: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let queue = Arc::new(Queue::new(QUEUE_BYTES));
-        writer::spawn(queue.clone(), store.clone(), appended.clone(), committed.clone(), claims.clone());
-        Outbox { inner: Arc::new(Inner { store, queue, appended, committed, claims }) }
+        let stored: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        writer::spawn(writer::Writer {
+            queue: queue.clone(),
+            store: store.clone(),
+            appended: appended.clone(),
+            committed: committed.clone(),
+            claims: claims.clone(),
+            stored: stored.clone(),
+        });
+        Outbox { inner: Arc::new(Inner { store, queue, appended, committed, claims, stored }) }
     }
 
     /// Hand `messages` (in order) to the writer; waits only while the hand-over is full.
@@ -170,6 +180,16 @@ impl Outbox {
         let seqs = entries.iter().map(|e| e.seq).collect();
         let terminal_runs = entries.iter().filter(|e| e.terminal).map(|e| e.run_id.clone()).collect();
         self.inner.queue.put(Request::Deliver { seqs, terminal_runs }, false).map_err(|_| OutboxError::Closed)
+    }
+
+    /// Write transactions the store committed since start (each one fdatasync).
+    pub fn commits(&self) -> u64 {
+        self.inner.store.commits()
+    }
+
+    /// Messages committed to the outbox since start.
+    pub fn stored(&self) -> u64 {
+        self.inner.stored.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether this run's terminal message already went out (over either path).

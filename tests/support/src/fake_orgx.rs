@@ -38,6 +38,8 @@ enum Command {
 #[derive(Default)]
 struct State {
     frames: Vec<(usize, Value)>,
+    /// When each of `frames` was read off the socket.
+    received: Vec<std::time::SystemTime>,
     raw_frames: Vec<String>,
     calls: Vec<HttpCall>,
     statuses: HashMap<String, u16>,
@@ -125,6 +127,17 @@ impl FakeOrgx {
         self.lock().frames.clone()
     }
 
+    /// Every frame with the wall-clock time it was read off the socket.
+    pub fn frames_received(&self) -> Vec<(std::time::SystemTime, Value)> {
+        let st = self.lock();
+        st.received.iter().copied().zip(st.frames.iter().map(|(_, f)| f.clone())).collect()
+    }
+
+    /// How many frames have arrived (cheap: nothing is cloned).
+    pub fn frame_count(&self) -> usize {
+        self.lock().frames.len()
+    }
+
     pub fn frames_for(&self, run_id: &str) -> Vec<Value> {
         self.frames().into_iter().map(|(_, f)| f).filter(|f| f["run_id"] == run_id).collect()
     }
@@ -171,6 +184,8 @@ impl FakeOrgx {
     }
 
     async fn serve(&self, stream: TcpStream) {
+        // As a real gateway would: dispatches go out the moment they are written.
+        let _ = stream.set_nodelay(true);
         let mut head = vec![0u8; 16 << 10];
         let n = match stream.peek(&mut head).await {
             Ok(n) => n,
@@ -240,7 +255,9 @@ impl FakeOrgx {
                 },
                 msg = source.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
+                        let at = std::time::SystemTime::now();
                         let mut st = self.lock();
+                        st.received.push(at);
                         st.raw_frames.push(t.to_string());
                         let v = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                         st.frames.push((conn, v));

@@ -1,6 +1,8 @@
 //! A stand-in for the Claude Code CLI, for what the real one cannot be made to do on cue.
 //! It accepts claude's arguments and behaves per `FAKE_CLAUDE_MODE`:
-//! `replay` (print `FAKE_CLAUDE_TRANSCRIPT`, `FAKE_CLAUDE_DELAY_MS` between lines),
+//! `replay` (print `FAKE_CLAUDE_TRANSCRIPT`, `FAKE_CLAUDE_DELAY_MS` between lines or
+//! `FAKE_CLAUDE_RATE` lines a second; `@NOW@` in a line becomes the Unix time in ns as it is
+//! printed, for latency benches),
 //! `no-result`, `exit-nonzero`, `huge-line` (`FAKE_CLAUDE_LINE_MB`), `ignore-sigterm`
 //! (it and two grandchildren ignore SIGTERM; pids go to `FAKE_CLAUDE_PIDFILE`), `hang`,
 //! `chatty-stderr`, `env-dump`.
@@ -41,8 +43,21 @@ fn main() {
         "replay" => {
             let path = env("FAKE_CLAUDE_TRANSCRIPT").expect("FAKE_CLAUDE_TRANSCRIPT");
             let delay = env("FAKE_CLAUDE_DELAY_MS").and_then(|d| d.parse().ok()).unwrap_or(0);
-            for line in std::fs::read_to_string(path).expect("transcript").lines() {
-                say(&mut out, line);
+            // A fixed rate keeps to an absolute schedule, so a slow write is caught up on
+            // instead of stretching every later interval.
+            let rate: Option<f64> = env("FAKE_CLAUDE_RATE").and_then(|r| r.parse().ok());
+            let t0 = std::time::Instant::now();
+            for (i, line) in std::fs::read_to_string(path).expect("transcript").lines().enumerate() {
+                if let Some(rate) = rate {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                }
+                if line.contains("@NOW@") {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+                    say(&mut out, &line.replace("@NOW@", &now.to_string()));
+                } else {
+                    say(&mut out, line);
+                }
                 std::thread::sleep(Duration::from_millis(delay));
             }
             std::process::exit(env("FAKE_CLAUDE_EXIT").and_then(|c| c.parse().ok()).unwrap_or(0));
