@@ -159,15 +159,10 @@ fn nanos(t: SystemTime) -> u128 {
 async fn until_terminals(server: &FakeOrgx, runs: &[String], timeout: Duration) -> Instant {
     let t0 = Instant::now();
     loop {
-        let frames = server.frames();
-        let done = runs
-            .iter()
-            .filter(|r| {
-                frames
-                    .iter()
-                    .any(|(_, f)| f["run_id"] == r.as_str() && matches!(f["kind"].as_str(), Some("task.completed" | "task.failed")))
-            })
-            .count();
+        // Counted in place: cloning every frame each poll would stall the stand-in's socket.
+        let done = server.count_frames(|f| {
+            matches!(f["kind"].as_str(), Some("task.completed" | "task.failed")) && runs.iter().any(|r| f["run_id"] == r.as_str())
+        });
         if done == runs.len() {
             return Instant::now();
         }
@@ -405,7 +400,9 @@ async fn run_start(work: &Path) {
             let id = format!("start-{n}-{r}");
             let t0 = SystemTime::now();
             assert!(server.send_json(dispatch(&id, &format!("k-{id}"), repo.path(), None)));
-            server.wait_until("the first step", LONG, |s| s.frames_for(&id).iter().any(|f| f["kind"] == "task.step")).await;
+            server
+                .wait_until("the first step", LONG, |s| s.count_frames(|f| f["run_id"] == id.as_str() && f["kind"] == "task.step") > 0)
+                .await;
             let first =
                 server.frames_received().into_iter().find(|(_, f)| f["run_id"] == id.as_str() && f["kind"] == "task.step").unwrap().0;
             took.push(first.duration_since(t0).unwrap_or_default());

@@ -14,7 +14,7 @@ pub mod cache;
 pub mod component;
 pub mod convert;
 pub mod defaults;
-mod engine;
+pub mod engine;
 mod guest_log;
 pub mod instance;
 pub mod limits;

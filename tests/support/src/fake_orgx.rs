@@ -133,6 +133,11 @@ impl FakeOrgx {
         st.received.iter().copied().zip(st.frames.iter().map(|(_, f)| f.clone())).collect()
     }
 
+    /// How many frames satisfy `pred`, without cloning any (benches poll this under load).
+    pub fn count_frames(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.lock().frames.iter().filter(|(_, f)| pred(f)).count()
+    }
+
     /// How many frames have arrived (cheap: nothing is cloned).
     pub fn frame_count(&self) -> usize {
         self.lock().frames.len()
