@@ -132,7 +132,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         frames: frames_tx,
         state: link_tx,
     };
-    let gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
 
     let dispatcher = Arc::new(Dispatcher {
         drivers: enabled,
@@ -253,7 +252,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     };
     tracing::info!(data_dir = %cfg.data_dir.display(), "orgx-peer started");
 
-    let mut gateway_task = gateway_task;
+    // The socket last: by the time the server can dispatch, `status` answers and every
+    // loop above is running.
+    let mut gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
     let exit = tokio::select! {
         _ = shutdown_signal() => DaemonExit::Signal,
         stop = &mut gateway_task => match stop {
