@@ -406,7 +406,7 @@ async fn run_start(work: &Path) {
             let first =
                 server.frames_received().into_iter().find(|(_, f)| f["run_id"] == id.as_str() && f["kind"] == "task.step").unwrap().0;
             took.push(first.duration_since(t0).unwrap_or_default());
-            until_terminals(&server, &[id.clone()], LONG).await;
+            until_terminals(&server, std::slice::from_ref(&id), LONG).await;
         }
         took.sort();
         rows.push((n, took[took.len() / 2]));

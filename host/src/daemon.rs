@@ -250,7 +250,17 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the status socket in `{}`: {e}", cfg.data_dir.display()))?
     };
-    tracing::info!(data_dir = %cfg.data_dir.display(), "orgx-peer started");
+    // The banner: what this peer is and serves, in one line an operator can quote.
+    let runs: Vec<String> =
+        enabled_ids.iter().map(|id| format!("{id} {}", detections.get(id).and_then(|d| d.version.as_deref()).unwrap_or("?"))).collect();
+    tracing::info!(
+        version = crate::build_info::VERSION,
+        data_dir = %cfg.data_dir.display(),
+        server = cfg.base_url.as_str(),
+        protocol = crate::gateway::session::PROTOCOL_VERSION,
+        drivers = %if runs.is_empty() { "none".to_string() } else { runs.join(", ") },
+        "orgx-peer started"
+    );
 
     // The socket last: by the time the server can dispatch, `status` answers and every
     // loop above is running.

@@ -7,10 +7,12 @@
 //! stream-json line. `daemon` wires the parts; `main` owns exit codes.
 
 pub mod authoring;
+pub mod build_info;
 pub mod components;
 pub mod config;
 pub mod daemon;
 pub mod dispatcher;
+pub mod doctor;
 pub mod driver;
 pub mod fsutil;
 pub mod gateway;

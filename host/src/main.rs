@@ -18,7 +18,7 @@ use orgx_peer::sandbox::{Limits, Sandbox};
 use orgx_peer::trust::{Slot, TrustedKeys};
 
 #[derive(Parser)]
-#[command(name = "orgx-peer", version, about = "Runs OrgX tasks on your local Claude Code, with the logic in sandboxed WebAssembly")]
+#[command(name = "orgx-peer", version = orgx_peer::build_info::VERSION, about = "Runs OrgX tasks on your local coding agent (Claude Code, Codex, opencode), with the logic in sandboxed WebAssembly")]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "ORGX_LOG_FORMAT")]
@@ -81,6 +81,13 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Check everything a dispatch needs (driver CLIs and logins, the data dir, the server and
+    /// the key, trusted keys, components), each with its fix; exit 1 when a dispatch could not run.
+    Doctor(Box<StartArgs>),
+    /// Print a shell completion script: `orgx-peer completions bash > ~/.local/share/bash-completion/completions/orgx-peer`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `orgx-peer man > ~/.local/share/man/man1/orgx-peer.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -270,6 +277,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin(command).await,
+        Command::Doctor(args) => {
+            let checks = orgx_peer::doctor::run(*args).await;
+            print!("{}", orgx_peer::doctor::render(&checks));
+            Ok(if orgx_peer::doctor::healthy(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "orgx-peer", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

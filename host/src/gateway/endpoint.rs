@@ -24,6 +24,11 @@ impl BaseUrl {
         Ok(BaseUrl(url))
     }
 
+    /// The origin as configured (it never holds a secret), for messages.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
     fn join(&self, path: &str) -> Url {
         let mut url = self.0.clone();
         let base = url.path().trim_end_matches('/').to_string();

@@ -7,7 +7,7 @@ use crate::protocol::{self as p, PeerMessage};
 use crate::store::NewEntry;
 
 fn step(run: &str, i: usize) -> PeerMessage {
-    PeerMessage::Failed(p::Failed { run_id: run.into(), reason: format!("m{i}"), recoverable: i % 2 == 0 })
+    PeerMessage::Failed(p::Failed { run_id: run.into(), reason: format!("m{i}"), recoverable: i.is_multiple_of(2) })
 }
 
 fn open() -> (tempfile::TempDir, Store, Outbox) {
