@@ -17,7 +17,8 @@ async fn success_run_with_rules_heartbeats_and_handshake() {
     let server = FakeOrgx::start(KEY, rules()).await;
     let repo = tempfile::tempdir().unwrap();
     let t = transcript("success-tools.ndjson");
-    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t)]);
+    let managed = [("ORGX_RUNNER_INSTANCE_ID", "runner-7"), ("ORGX_ACTIVATION_ATTEMPT_ID", "att-1"), ("ORGX_RUNNER_ROLE", "candidate")];
+    let _peer = Peer::start(&server, &[&[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", &t)][..], &managed].concat());
     connected(&server).await;
     server.wait_until("plan-skills fetched", WAIT, |s| !s.calls("/api/v1/plan-skills").is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -45,19 +46,36 @@ async fn success_run_with_rules_heartbeats_and_handshake() {
 
     let (query, protocols) = server.handshakes()[0].clone();
     assert_eq!(protocols, ["orgx.v1".to_string(), format!("bearer.{KEY}")]);
-    for want in ["workspace_id=ws-test", "plugin_id=%40useorgx%2Forgx-peer", "drivers=claude_code", "installation_id="] {
+    for want in [
+        "workspace_id=ws-test",
+        "plugin_id=%40useorgx%2Forgx-peer",
+        "drivers=claude_code",
+        "installation_id=",
+        "runner_instance_id=runner-7",
+    ] {
         assert!(query.contains(want), "{query} lacks {want}");
     }
+    assert!(!query.contains("att-1") && !query.contains("candidate"), "the activation is never sent on the socket: {query}");
     server.wait_until("license heartbeat", WAIT, |s| !s.calls("/api/v1/licenses/heartbeat").is_empty()).await;
     let lic = &server.calls("/api/v1/licenses/heartbeat")[0];
     assert_eq!(lic.headers["authorization"], format!("Bearer {KEY}"));
     assert_eq!(lic.body["workspace_id"], "ws-test");
     assert!(lic.body["manifest_fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(lic.body["signature"], "");
+    let fields: Vec<&str> = lic.body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, ["workspace_id", "plugin_name", "version", "manifest_fingerprint", "signature"], "exactly five fields");
     server.wait_until("presence heartbeat", WAIT, |s| !s.calls("/api/v1/gateway/heartbeat").is_empty()).await;
     let p = &server.calls("/api/v1/gateway/heartbeat")[0].body;
     assert_eq!(p["metadata"]["runtime"], "peer");
     assert_eq!(p["drivers_installed"], json!(["claude_code"]));
+    assert_eq!((&p["protocol_version"], &p["plan_tier"]), (&json!(1), &Value::Null));
+    assert_eq!(
+        (&p["runner_instance_id"], &p["activation_attempt_id"], &p["runner_role"]),
+        (&json!("runner-7"), &json!("att-1"), &json!("candidate"))
+    );
+    assert_eq!((&p["metadata"]["auth_status"], &p["metadata"]["probe_version"]), (&json!("authenticated"), &json!("2.1.330")));
+    assert!(p["metadata"]["queue_depth"].is_u64(), "runs in flight: {p}");
+    assert_eq!(p["metadata"]["drivers"]["claude_code"]["installed"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use clap::Args;
 use crate::daemon::DaemonConfig;
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId};
+use crate::heartbeat::Activation;
 use crate::secret::ApiKey;
 use crate::trust::TrustedKeys;
 
@@ -35,6 +36,13 @@ pub struct StartArgs {
     /// For managed runners: 1-160 chars of letters, digits, `._:-`.
     #[arg(long, env = "ORGX_RUNNER_INSTANCE_ID")]
     pub runner_instance_id: Option<String>,
+    /// For managed runners being activated: the attempt id, sent with `ORGX_RUNNER_ROLE` in
+    /// the presence heartbeat (both or neither; needs `ORGX_RUNNER_INSTANCE_ID`).
+    #[arg(long, env = "ORGX_ACTIVATION_ATTEMPT_ID")]
+    pub activation_attempt_id: Option<String>,
+    /// `candidate` or `canonical`, with `ORGX_ACTIVATION_ATTEMPT_ID`.
+    #[arg(long, env = "ORGX_RUNNER_ROLE")]
+    pub runner_role: Option<String>,
     /// The peer's identity on the socket and in heartbeats.
     #[arg(long, env = "ORGX_PLUGIN_ID", default_value = "@useorgx/orgx-peer")]
     pub plugin_id: String,
@@ -118,6 +126,7 @@ impl StartArgs {
             .ok_or_else(|| ConfigError("ORGX_WORKSPACE_ID is not set: export the id of the OrgX workspace this peer serves".into()))?;
         let base_url = BaseUrl::parse(&self.base_url).map_err(ConfigError)?;
         let runner_instance_id = self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(ConfigError)?;
+        let activation = activation(self.activation_attempt_id.as_deref(), self.runner_role.as_deref(), runner_instance_id.is_some())?;
         let data_dir = match self.data_dir {
             Some(d) => d,
             None => default_data_dir()
@@ -144,6 +153,7 @@ impl StartArgs {
             enabled_drivers,
             data_dir,
             runner_instance_id,
+            activation,
             plugin_id: self.plugin_id,
             max_concurrent_runs: self.max_concurrent_runs,
             max_line_bytes: self.max_line_bytes.max(1024),
@@ -184,6 +194,29 @@ fn read_key_file(path: &std::path::Path) -> Result<String, ConfigError> {
         return Err(ConfigError(format!("ORGX_API_KEY_FILE `{shown}` must hold the key alone, on one line")));
     }
     Ok(key.to_string())
+}
+
+/// `ORGX_ACTIVATION_ATTEMPT_ID` and `ORGX_RUNNER_ROLE`: both or neither, a known role, and
+/// only for a runner that has an instance id (spec §5.2).
+fn activation(attempt: Option<&str>, role: Option<&str>, has_instance_id: bool) -> Result<Option<Activation>, ConfigError> {
+    let (attempt, role) = (attempt.map(str::trim).filter(|s| !s.is_empty()), role.map(str::trim).filter(|s| !s.is_empty()));
+    let (attempt, role) = match (attempt, role) {
+        (None, None) => return Ok(None),
+        (Some(a), Some(r)) => (a, r),
+        _ => return Err(ConfigError("ORGX_ACTIVATION_ATTEMPT_ID and ORGX_RUNNER_ROLE go together: set both or neither".into())),
+    };
+    let role = match role {
+        "candidate" => "candidate",
+        "canonical" => "canonical",
+        other => return Err(ConfigError(format!("ORGX_RUNNER_ROLE `{other}` is not `candidate` or `canonical`"))),
+    };
+    if !has_instance_id {
+        return Err(ConfigError("ORGX_ACTIVATION_ATTEMPT_ID needs ORGX_RUNNER_INSTANCE_ID (the runner being activated)".into()));
+    }
+    if attempt.len() > 200 || attempt.chars().any(char::is_control) {
+        return Err(ConfigError("ORGX_ACTIVATION_ATTEMPT_ID must be one line of at most 200 characters".into()));
+    }
+    Ok(Some(Activation { attempt_id: attempt.to_string(), role }))
 }
 
 /// `ORGX_DRIVERS`: known driver ids, comma-separated.
@@ -258,6 +291,26 @@ mod tests {
             assert!(err.contains(words) && !err.contains("oxk_"), "{name}: {err}");
         }
         assert!(read_key_file(&dir.path().join("missing")).unwrap_err().0.contains("cannot be read"));
+    }
+
+    #[test]
+    fn activation_is_both_or_neither_with_a_known_role_and_an_instance_id() {
+        let ok = |a, r| activation(a, r, true);
+        assert_eq!(ok(None, None).unwrap(), None);
+        assert_eq!(ok(Some(" "), Some("")).unwrap(), None, "blank is unset");
+        assert_eq!(ok(Some("att-1"), Some("candidate")).unwrap(), Some(Activation { attempt_id: "att-1".into(), role: "candidate" }));
+        assert_eq!(ok(Some("att-1"), Some("canonical")).unwrap().unwrap().role, "canonical");
+        for (attempt, role, instance, words) in [
+            (Some("att-1"), None, true, "go together"),
+            (None, Some("candidate"), true, "go together"),
+            (Some("att-1"), Some("leader"), true, "not `candidate` or `canonical`"),
+            (Some("att-1"), Some("Candidate"), true, "not `candidate`"),
+            (Some("att-1"), Some("candidate"), false, "needs ORGX_RUNNER_INSTANCE_ID"),
+            (Some("a\nb"), Some("candidate"), true, "one line"),
+        ] {
+            let err = activation(attempt, role, instance).unwrap_err().0;
+            assert!(err.contains(words), "{attempt:?} {role:?} {instance}: {err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::dispatcher::{Dispatcher, InFlight};
 use crate::driver::{Detection, Driver, DriverSettings};
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId, StreamQuery};
-use crate::gateway::session::{Gateway, GatewayStop, LinkState, SessionConfig, PROTOCOL_VERSION};
+use crate::gateway::session::{Gateway, GatewayStop, LinkState, SessionConfig};
 use crate::heartbeat::{self, SharedBeats};
 use crate::http::Api;
 use crate::outbox::Outbox;
@@ -46,6 +46,7 @@ pub struct DaemonConfig {
     pub enabled_drivers: Option<Vec<&'static str>>,
     pub data_dir: PathBuf,
     pub runner_instance_id: Option<RunnerInstanceId>,
+    pub activation: Option<crate::heartbeat::Activation>,
     pub plugin_id: String,
     pub max_concurrent_runs: usize,
     pub max_line_bytes: usize,
@@ -184,7 +185,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         let body = move || {
             let c = components.borrow();
             let fp = heartbeat::manifest_fingerprint(&c.digests());
-            heartbeat::license_body(&cfg2.workspace_id, &cfg2.plugin_id, &fp, cfg2.runner_instance_id.as_ref().map(|r| r.as_str()))
+            heartbeat::license_body(&cfg2.workspace_id, &cfg2.plugin_id, &fp)
         };
         tokio::spawn(heartbeat::license_loop(
             api.clone(),
@@ -198,9 +199,22 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     }
     // Presence heartbeat, from cached state only.
     {
-        let (link_now, detections, outbox, cfg2, installation_id, ids) =
-            (link.clone(), detections.clone(), outbox.clone(), cfg.clone(), installation_id.clone(), enabled_ids.clone());
-        let body = move || presence_body(&cfg2, &installation_id, &link_now.borrow(), &ids, &detections, outbox.pending_count());
+        let (link_now, detections, runs, cfg2, installation_id, ids) =
+            (link.clone(), detections.clone(), in_flight.clone(), cfg.clone(), installation_id.clone(), enabled_ids.clone());
+        let body = move || {
+            heartbeat::presence_body(&heartbeat::Presence {
+                workspace_id: &cfg2.workspace_id,
+                plugin_id: &cfg2.plugin_id,
+                installation_id: &installation_id,
+                runner_instance_id: cfg2.runner_instance_id.as_ref().map(|r| r.as_str()),
+                activation: cfg2.activation.as_ref(),
+                drivers: &ids,
+                detections: &detections,
+                online: *link_now.borrow() == LinkState::Connected,
+                runs_in_flight: runs.len(),
+                protocol_version: crate::gateway::session::PROTOCOL_NUMBER,
+            })
+        };
         tokio::spawn(heartbeat::presence_loop(api.clone(), body, cfg.presence_interval, link.clone(), beats.clone(), shutdown.clone()));
     }
     // Skill rules on every connect; a failure keeps the last rules.
@@ -377,44 +391,6 @@ fn enabled_drivers(cfg: &DaemonConfig, detections: &BTreeMap<&'static str, Detec
             (d.id, Arc::new(EnabledDriver { driver: d, settings: s.clone(), attribution }))
         })
         .collect()
-}
-
-fn presence_body(
-    cfg: &DaemonConfig,
-    installation_id: &str,
-    link: &LinkState,
-    enabled: &[&str],
-    detections: &BTreeMap<&'static str, Detection>,
-    queue_depth: u64,
-) -> serde_json::Value {
-    let online = *link == LinkState::Connected;
-    // The per-account fields describe the first enabled driver (the protocol has one set).
-    let none = Detection::default();
-    let d = enabled.first().and_then(|id| detections.get(id)).unwrap_or(&none);
-    let mut body = json!({
-        "workspace_id": cfg.workspace_id,
-        "plugin_id": cfg.plugin_id,
-        "installation_id": installation_id,
-        "host_platform": heartbeat::host_platform(),
-        "drivers_installed": enabled,
-        "gateway_version": env!("CARGO_PKG_VERSION"),
-        "protocol_version": PROTOCOL_VERSION,
-        "subscription_type": d.subscription_type,
-        "subscription_active": d.subscription_type.is_some() && d.logged_in == Some(true),
-        "metadata": {
-            "runtime": "peer",
-            "transport_online": online,
-            "runtime_online": true,
-            "dispatch_ready": online && enabled.iter().any(|id| detections.get(id).is_some_and(Detection::authenticated)),
-            "auth_status": match d.logged_in { Some(true) => "authenticated", Some(false) => "unauthenticated", None => "unknown" },
-            "auth_method": d.auth_method,
-            "queue_depth": queue_depth,
-        },
-    });
-    if let Some(id) = &cfg.runner_instance_id {
-        body["runner_instance_id"] = json!(id.as_str());
-    }
-    body
 }
 
 async fn rules_loop(

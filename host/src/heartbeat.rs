@@ -10,6 +10,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use std::collections::BTreeMap;
+
+use crate::driver::Detection;
 use crate::gateway::backoff::{Backoff, BackoffPolicy};
 use crate::gateway::session::LinkState;
 use crate::http::Api;
@@ -144,17 +147,106 @@ pub fn host_platform() -> String {
 }
 
 /// Convenience for building the license body.
-pub fn license_body(workspace_id: &str, plugin_name: &str, fingerprint: &str, runner_instance_id: Option<&str>) -> Value {
-    let mut body = json!({
+/// The license heartbeat body: exactly its five fields (spec §5.1; no `runner_instance_id`,
+/// which goes in the presence heartbeat).
+pub fn license_body(workspace_id: &str, plugin_name: &str, fingerprint: &str) -> Value {
+    json!({
         "workspace_id": workspace_id,
         "plugin_name": plugin_name,
         "version": env!("CARGO_PKG_VERSION"),
         "manifest_fingerprint": fingerprint,
         // Dev builds are unsigned.
         "signature": "",
+    })
+}
+
+/// A managed runner's activation (`ORGX_ACTIVATION_ATTEMPT_ID` + `ORGX_RUNNER_ROLE`): both or
+/// neither, and only with a `runner_instance_id` (config checks this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub attempt_id: String,
+    /// `candidate` or `canonical`.
+    pub role: &'static str,
+}
+
+/// What a presence heartbeat reports, all of it cached (a beat never spawns a process).
+pub struct Presence<'a> {
+    pub workspace_id: &'a str,
+    pub plugin_id: &'a str,
+    pub installation_id: &'a str,
+    pub runner_instance_id: Option<&'a str>,
+    pub activation: Option<&'a Activation>,
+    /// The drivers this peer runs (`drivers_installed`).
+    pub drivers: &'a [&'static str],
+    pub detections: &'a BTreeMap<&'static str, Detection>,
+    pub online: bool,
+    pub runs_in_flight: usize,
+    /// The version offered on the socket, as a number.
+    pub protocol_version: u64,
+}
+
+/// `metadata.auth_status` in the spec's vocabulary.
+pub fn auth_status(d: &Detection) -> &'static str {
+    match (d.installed, d.logged_in) {
+        (false, _) => "not_installed",
+        (true, Some(true)) => "authenticated",
+        (true, Some(false)) => "sign_in_required",
+        (true, None) => "probe_failed",
+    }
+}
+
+/// The presence heartbeat body (spec §5.2). The single-valued account fields describe
+/// `claude_code` when this peer runs it, else its first driver; `metadata.drivers` (this
+/// peer's extension) has every driver's.
+pub fn presence_body(p: &Presence<'_>) -> Value {
+    let none = Detection::default();
+    let main = p.drivers.iter().find(|id| **id == "claude_code").or(p.drivers.first());
+    let d = main.and_then(|id| p.detections.get(id)).unwrap_or(&none);
+    let drivers: serde_json::Map<String, Value> = p
+        .drivers
+        .iter()
+        .map(|id| {
+            let d = p.detections.get(id).unwrap_or(&none);
+            let entry = json!({
+                "installed": d.installed,
+                "authenticated": d.logged_in == Some(true),
+                "auth_status": auth_status(d),
+                "auth_method": d.auth_method,
+                "probe_version": d.version,
+            });
+            (id.to_string(), entry)
+        })
+        .collect();
+    let ready = p.online && p.drivers.iter().any(|id| p.detections.get(id).is_some_and(Detection::authenticated));
+    let mut body = json!({
+        "workspace_id": p.workspace_id,
+        "plugin_id": p.plugin_id,
+        "installation_id": p.installation_id,
+        "host_platform": host_platform(),
+        "drivers_installed": p.drivers,
+        "gateway_version": env!("CARGO_PKG_VERSION"),
+        "protocol_version": p.protocol_version,
+        "plan_tier": null,
+        "subscription_type": d.subscription_type,
+        "subscription_active": d.logged_in == Some(true),
+        "metadata": {
+            "runtime": "peer",
+            "transport_online": p.online,
+            "runtime_online": true,
+            "dispatch_ready": ready,
+            "auth_status": if main.is_some() { auth_status(d) } else { "unknown" },
+            "auth_method": d.auth_method,
+            "probe_version": d.version,
+            "queue_depth": p.runs_in_flight,
+            "drivers": drivers,
+        },
     });
-    if let Some(id) = runner_instance_id {
+    if let Some(id) = p.runner_instance_id {
         body["runner_instance_id"] = json!(id);
+        if let Some(a) = p.activation {
+            body["activation_attempt_id"] = json!(a.attempt_id);
+            body["runner_role"] = json!(a.role);
+        }
     }
     body
 }
@@ -162,6 +254,62 @@ pub fn license_body(workspace_id: &str, plugin_name: &str, fingerprint: &str, ru
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_license_body_has_exactly_its_five_fields() {
+        let body = license_body("ws", "@useorgx/orgx-peer", "sha256:00");
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["workspace_id", "plugin_name", "version", "manifest_fingerprint", "signature"]);
+    }
+
+    fn detection(installed: bool, logged_in: Option<bool>, version: &str) -> Detection {
+        Detection { installed, logged_in, version: Some(version.into()), auth_method: Some("api_key".into()), ..Detection::default() }
+    }
+
+    #[test]
+    fn presence_reports_claude_first_every_driver_and_runs_in_flight() {
+        let detections: BTreeMap<&'static str, Detection> =
+            [("claude_code", detection(true, Some(false), "2.1.330")), ("codex", detection(true, Some(true), "0.171.0"))].into();
+        let activation = Activation { attempt_id: "att-7".into(), role: "candidate" };
+        let p = Presence {
+            workspace_id: "ws",
+            plugin_id: "@useorgx/orgx-peer",
+            installation_id: "inst",
+            runner_instance_id: Some("runner-1"),
+            activation: Some(&activation),
+            drivers: &["claude_code", "codex"],
+            detections: &detections,
+            online: true,
+            runs_in_flight: 3,
+            protocol_version: 1,
+        };
+        let b = presence_body(&p);
+        assert_eq!(b["protocol_version"], 1, "a number, not `orgx.v1`");
+        assert_eq!(b["plan_tier"], Value::Null);
+        assert_eq!(b["runner_instance_id"], "runner-1", "top level");
+        assert_eq!((b["activation_attempt_id"].as_str(), b["runner_role"].as_str()), (Some("att-7"), Some("candidate")));
+        assert_eq!(b["subscription_active"], false, "claude_code is described, and it is signed out");
+        let m = &b["metadata"];
+        assert_eq!(m["auth_status"], "sign_in_required");
+        assert_eq!(m["probe_version"], "2.1.330");
+        assert_eq!(m["queue_depth"], 3, "runs in flight, not queued messages");
+        assert_eq!(m["dispatch_ready"], true, "codex can take a dispatch");
+        assert_eq!(m["drivers"]["codex"]["auth_status"], "authenticated");
+        assert_eq!(m["drivers"]["codex"]["probe_version"], "0.171.0");
+        let bare = presence_body(&Presence { runner_instance_id: None, online: false, ..p });
+        for key in ["runner_instance_id", "activation_attempt_id", "runner_role"] {
+            assert!(bare.get(key).is_none(), "{key} only with a runner instance id");
+        }
+        assert_eq!(bare["metadata"]["dispatch_ready"], false, "not while offline");
+    }
+
+    #[test]
+    fn auth_status_uses_the_spec_vocabulary() {
+        assert_eq!(auth_status(&detection(false, None, "")), "not_installed");
+        assert_eq!(auth_status(&detection(true, Some(true), "")), "authenticated");
+        assert_eq!(auth_status(&detection(true, Some(false), "")), "sign_in_required");
+        assert_eq!(auth_status(&detection(true, None, "")), "probe_failed");
+    }
 
     #[test]
     fn fingerprint_follows_components() {

@@ -30,6 +30,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The protocol version this peer speaks, the first subprotocol.
 pub const PROTOCOL_VERSION: &str = "orgx.v1";
+/// The same, as the number the presence heartbeat reports.
+pub const PROTOCOL_NUMBER: u64 = 1;
 
 /// Close codes after which the peer must not reconnect.
 pub const NO_RECONNECT_CODES: &[u16] = &[1000, 4000, 4001, 4003, 4401, 4403];
