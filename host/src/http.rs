@@ -64,11 +64,12 @@ impl Api {
             req = req.json(b);
         }
         // reqwest errors name the URL, never headers: the key cannot leak through them.
-        let resp = req.send().await.map_err(|e| ApiError::Transport { endpoint, message: e.without_url().to_string() })?;
+        let resp = req.send().await.map_err(|e| transport_error(endpoint, &e))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            let body: String = self.key.redact(&text).chars().take(300).collect();
+            // The exact key first (whatever its shape), then every credential shape (§6).
+            let body = crate::redact::transport(&self.key.redact(&shown_body(&text)));
             return Err(ApiError::Status { endpoint, status, body });
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -91,7 +92,7 @@ impl Api {
     /// refusing a body over `max_bytes` without reading it all.
     pub async fn fetch_component(&self, url: Url, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
         let endpoint = "component download";
-        let transport = |e: reqwest::Error| ApiError::Transport { endpoint, message: e.without_url().to_string() };
+        let transport = |e: reqwest::Error| transport_error(endpoint, &e);
         let mut resp =
             self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
         let status = resp.status();
@@ -113,5 +114,55 @@ impl Api {
 
     pub async fn post_receipt(&self, run_id: &str, body: &Value) -> Result<Value, ApiError> {
         self.call("receipt", Method::POST, self.base.receipt(run_id), Some(body), Some(run_id)).await
+    }
+}
+
+/// A reqwest failure as an [`ApiError`]: without the URL, with its causes (reqwest's own text
+/// is only "error sending request"), redacted and cut (spec §6).
+fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> ApiError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    // `without_url` only on a clone we do not have: strip the URL reqwest may have named.
+    if let Some(url) = e.url() {
+        message = message.replace(url.as_str(), endpoint);
+    }
+    ApiError::Transport { endpoint, message: crate::redact::transport(&message) }
+}
+
+/// An error body as it may be shown: a JSON error keeps its `code` only when the code is a
+/// number or a short token (§6); any other text is kept as sent (then redacted and cut).
+fn shown_body(text: &str) -> String {
+    let Ok(Value::Object(mut body)) = serde_json::from_str::<Value>(text) else { return text.to_string() };
+    let unsafe_code = |obj: &serde_json::Map<String, Value>| obj.get("code").is_some_and(|c| crate::redact::error_code(c).is_none());
+    if unsafe_code(&body) {
+        body.remove("code");
+    }
+    if let Some(Value::Object(inner)) = body.get_mut("error") {
+        if unsafe_code(inner) {
+            inner.remove("code");
+        }
+    }
+    Value::Object(body).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_bodies_keep_only_safe_codes() {
+        let table = [
+            (r#"{"code":"run_already_terminal","reason":"x"}"#, r#"{"code":"run_already_terminal","reason":"x"}"#),
+            (r#"{"code":"token oxk_1 bad","reason":"x"}"#, r#"{"reason":"x"}"#),
+            (r#"{"error":{"code":401,"message":"no"}}"#, r#"{"error":{"code":401,"message":"no"}}"#),
+            (r#"{"error":{"code":"a b","message":"no"}}"#, r#"{"error":{"message":"no"}}"#),
+            ("<html>proxy error</html>", "<html>proxy error</html>"),
+        ];
+        for (input, want) in table {
+            assert_eq!(super::shown_body(input), want, "{input}");
+        }
     }
 }

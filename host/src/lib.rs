@@ -23,6 +23,7 @@ pub mod memory;
 pub mod outbox;
 pub mod protocol;
 pub mod receipts;
+pub mod redact;
 pub mod rules;
 pub mod run;
 pub mod sandbox;

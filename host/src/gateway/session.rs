@@ -98,7 +98,7 @@ impl Gateway {
                     match end {
                         SessionEnd::Shutdown => return self.stop(GatewayStop::Shutdown),
                         SessionEnd::Closed(code, reason) if NO_RECONNECT_CODES.contains(&code) => {
-                            let why = close_explanation(code, &reason);
+                            let why = crate::redact::transport(&close_explanation(code, &reason));
                             tracing::error!(code, "gateway closed the connection: {why}; not reconnecting");
                             return self.stop(GatewayStop::Refused(why));
                         }
@@ -107,11 +107,14 @@ impl Gateway {
                     }
                 }
                 Err(ConnectError::Refused(why)) => {
+                    let why = crate::redact::transport(&why);
                     tracing::error!("gateway handshake refused: {why}; not reconnecting");
                     return self.stop(GatewayStop::Refused(why));
                 }
                 Err(ConnectError::Failed(why)) => why,
             };
+            // Whatever the server or the network put in it, it reaches logs and `status`.
+            let err = crate::redact::transport(&err);
             let delay = backoff.next_delay();
             tracing::warn!(retry_in_ms = delay.as_millis() as u64, "gateway connection lost: {err}");
             self.state.send_replace(LinkState::Retrying(err));

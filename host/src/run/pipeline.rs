@@ -211,9 +211,13 @@ impl RunPipeline {
                 cost_estimate_cents: c.cost_estimate_cents,
                 saved_estimate_cents: c.saved_estimate_cents,
             }),
-            t::Terminal::Failed(f) => {
-                PeerMessage::Failed(p::Failed { run_id: self.run_id.clone(), reason: f.reason, recoverable: f.recoverable })
-            }
+            // Whoever wrote the reason (a mapper, the host from a CLI's stderr), it is redacted
+            // and cut before it leaves (spec §6).
+            t::Terminal::Failed(f) => PeerMessage::Failed(p::Failed {
+                run_id: self.run_id.clone(),
+                reason: crate::redact::reason(&f.reason),
+                recoverable: f.recoverable,
+            }),
         };
         out.push(message);
         // The instances are not needed after the terminal message: free them now.
