@@ -361,6 +361,58 @@ async fn sigkill_under_load_loses_no_committed_message() {
     }
 }
 
+/// Protocol v2 (spec §7): an invalid envelope fails with the validation message, a valid one
+/// is refused for want of verification evidence — both before any CLI starts, and neither is
+/// remembered for dedupe (a redelivery is validated again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_dispatches_are_validated_then_refused_before_the_cli_starts() {
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let report = repo.path().join("cli-ran.json");
+    let r = report.display().to_string();
+    let _peer = Peer::start(&server, &[("FAKE_CLAUDE_MODE", "env-dump"), ("FAKE_CLAUDE_REPORT", &r)]);
+    connected(&server).await;
+    let cases: Value = serde_json::from_slice(&std::fs::read(common::fixtures_dir().join("envelope/cases.json")).unwrap()).unwrap();
+    let mut envelope = cases[0]["value"].clone();
+    envelope["workRef"]["workspaceId"] = json!("ws-test");
+    envelope["digest"] = json!(orgx_peer::envelope::digest::contract_digest(&envelope).unwrap());
+    let v2 = |run_id: &str, envelope: &Value| {
+        let mut d = dispatch(run_id, "key-v2", repo.path(), None);
+        d["run_id"] = json!(run_id);
+        d["protocol_version"] = json!(2);
+        d["execution_envelope"] = envelope.clone();
+        d
+    };
+    let mut valid = envelope.clone();
+    valid["runId"] = json!("run-v2");
+    valid["digest"] = json!(orgx_peer::envelope::digest::contract_digest(&valid).unwrap());
+    assert!(server.send_json(v2("run-v2", &valid)));
+    let failed = until_terminal(&server, "run-v2").await;
+    assert_eq!(failed["recoverable"], false);
+    assert_eq!(
+        failed["reason"],
+        "protocol v2 finalization is not supported by the claude_code driver: a CLI run yields no verification evidence"
+    );
+    assert_eq!(kinds(&server.frames_for("run-v2")), ["task.started", "task.failed"]);
+
+    let mut tampered = valid.clone();
+    tampered["runId"] = json!("run-v2b");
+    tampered["digest"] = json!(orgx_peer::envelope::digest::contract_digest(&tampered).unwrap());
+    tampered["nodeId"] = json!("changed after digesting");
+    // The same idempotency key again: not deduplicated, validated again.
+    assert!(server.send_json(v2("run-v2b", &tampered)));
+    let failed = until_terminal(&server, "run-v2b").await;
+    assert_eq!(failed["reason"], "execution envelope digest does not match its contents");
+
+    let mut other = valid.clone();
+    other["runId"] = json!("run-v2c");
+    other["schemaVersion"] = json!("9.9.9");
+    assert!(server.send_json(v2("run-v2c", &other)));
+    assert_eq!(until_terminal(&server, "run-v2c").await["reason"], "execution envelope schema version unsupported");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!report.exists(), "no CLI was started for a v2 dispatch");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chatty_stderr_never_blocks_the_run() {
     let server = FakeOrgx::start(KEY, json!({"skills": []})).await;

@@ -149,6 +149,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         components: components_rx.clone(),
         rules: rules_rx.clone(),
         max_concurrent_runs: cfg.max_concurrent_runs,
+        workspace_id: cfg.workspace_id.clone(),
         in_flight: in_flight.clone(),
         draining: draining.clone(),
         registry: Some(registry.clone()),

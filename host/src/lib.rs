@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dispatcher;
 pub mod doctor;
 pub mod driver;
+pub mod envelope;
 pub mod fsutil;
 pub mod gateway;
 pub mod heartbeat;

@@ -76,6 +76,8 @@ pub struct Dispatcher {
     pub registry: Option<Arc<Registry>>,
     /// Fetches pushed components given by URL.
     pub api: Option<Api>,
+    /// The workspace of the connection (a v2 envelope's lineage must name it).
+    pub workspace_id: String,
 }
 
 impl Dispatcher {
@@ -105,6 +107,20 @@ impl Dispatcher {
     }
 
     fn dispatch(&self, d: Dispatch) {
+        if d.protocol_version == Some(2) {
+            // Validated, then refused (§7.6); not remembered for dedupe, so a redelivery is
+            // validated again (§7.2).
+            let lineage = crate::envelope::Dispatched {
+                run_id: &d.run_id,
+                idempotency_key: &d.idempotency_key,
+                workspace_id: &self.workspace_id,
+                initiative_id: d.task.initiative_id.as_deref(),
+                workstream_id: d.task.workstream_id.as_deref(),
+            };
+            let reason = crate::envelope::refusal(d.execution_envelope.as_ref(), &lineage, &d.task.driver);
+            self.refuse(&d, reason, false, false);
+            return;
+        }
         let store = &self.store;
         match store.claim_dispatch(&d.idempotency_key, &d.run_id) {
             Ok(Claim::New) => {}
@@ -114,7 +130,7 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::error!(run_id = %d.run_id, "cannot record the dispatch: {e}");
-                self.refuse(&d, format!("peer storage error: {e}"), true);
+                self.refuse(&d, format!("peer storage error: {e}"), true, false);
                 return;
             }
         }
@@ -125,18 +141,18 @@ impl Dispatcher {
             } else {
                 format!("it runs: {}", enabled.join(", "))
             };
-            self.refuse(&d, format!("driver `{}` is not available on this peer ({runs})", d.task.driver), false);
+            self.refuse(&d, format!("driver `{}` is not available on this peer ({runs})", d.task.driver), false, true);
             return;
         };
         if *self.draining.borrow() {
-            self.refuse(&d, "the peer is shutting down".into(), true);
+            self.refuse(&d, "the peer is shutting down".into(), true, true);
             return;
         }
         let mut runs = self.in_flight.lock();
         runs.retain(|_, h| !h.task.is_finished());
         if runs.len() >= self.max_concurrent_runs {
             drop(runs);
-            self.refuse(&d, format!("the peer is at its limit of {} concurrent runs", self.max_concurrent_runs), true);
+            self.refuse(&d, format!("the peer is at its limit of {} concurrent runs", self.max_concurrent_runs), true, true);
             return;
         }
         let (cancel, cancelled) = watch::channel(None);
@@ -173,8 +189,9 @@ impl Dispatcher {
         }
     }
 
-    /// Refuse a dispatch: `task.started` then `task.failed`.
-    fn refuse(&self, d: &Dispatch, reason: String, recoverable: bool) {
+    /// Refuse a dispatch: `task.started` then `task.failed`; `recorded` when its key was
+    /// claimed for dedupe (and is then marked finished once the refusal is stored).
+    fn refuse(&self, d: &Dispatch, reason: String, recoverable: bool, recorded: bool) {
         tracing::warn!(run_id = %d.run_id, recoverable, "dispatch refused: {reason}");
         let now = iso8601(SystemTime::now());
         let msgs = [
@@ -188,6 +205,9 @@ impl Dispatcher {
                 return;
             }
         };
+        if !recorded {
+            return;
+        }
         // Finished only once the refusal is on disk: a crash in between leaves the dispatch
         // running, and the next start reports it failed instead of losing its terminal.
         let (store, key, run_id) = (self.store.clone(), d.idempotency_key.clone(), d.run_id.clone());

@@ -29,6 +29,11 @@ pub struct Dispatch {
     pub idempotency_key: String,
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// `2` on a proof-carrying dispatch (spec §7), which carries `execution_envelope`.
+    #[serde(default)]
+    pub protocol_version: Option<u64>,
+    #[serde(default)]
+    pub execution_envelope: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

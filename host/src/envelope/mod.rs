@@ -1,0 +1,170 @@
+//! Version 2 dispatches (spec §7): the `execution_envelope` checked exactly as §7.2 says, and
+//! the refusal that follows a valid one.
+//!
+//! No driver of this peer can produce the verification evidence a v2 finalization needs (a
+//! CLI run yields no action or verification source ids, §7.6), so claiming one would be a
+//! lie: a v2 dispatch is validated, then refused before any CLI starts. The validation still
+//! matters — it is the reason the server sees, and it is what a future finalizing driver
+//! runs first.
+
+pub mod digest;
+
+use serde_json::Value;
+
+/// The dispatch fields validation compares the envelope with.
+pub struct Dispatched<'a> {
+    pub run_id: &'a str,
+    pub idempotency_key: &'a str,
+    /// The workspace of the connection.
+    pub workspace_id: &'a str,
+    pub initiative_id: Option<&'a str>,
+    pub workstream_id: Option<&'a str>,
+}
+
+/// Why a v2 dispatch does not run: the `task.failed` reason (`recoverable: false`).
+pub fn refusal(envelope: Option<&Value>, d: &Dispatched<'_>, driver: &str) -> String {
+    match validate(envelope, d) {
+        Err(reason) => reason,
+        Ok(()) => format!("protocol v2 finalization is not supported by the {driver} driver: a CLI run yields no verification evidence"),
+    }
+}
+
+const DIGESTS: [&str; 5] = ["digest", "missionContractDigest", "contextManifestDigest", "capabilityLeaseDigest", "runtimeProfileDigest"];
+
+/// §7.2, in the SDK's order, with its messages; then the lineage checks of the OpenCode peer
+/// and the recomputed digest of §7.5.
+pub fn validate(envelope: Option<&Value>, d: &Dispatched<'_>) -> Result<(), String> {
+    let env = envelope.and_then(Value::as_object).ok_or("execution envelope is missing or not an object")?;
+    shape(env)?;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let env_value = Value::Object(env.clone());
+    if s(&env_value, "schemaVersion") != "1.0.0" {
+        return Err("execution envelope schema version unsupported".into());
+    }
+    let work = &env["workRef"];
+    if s(work, "workspaceId").is_empty() {
+        return Err("execution envelope requires a workspace reference".into());
+    }
+    if ["goalId", "objectiveId", "initiativeId"].iter().all(|k| s(work, k).is_empty()) {
+        return Err("execution envelope requires goal, objective, or initiative lineage".into());
+    }
+    if ["workstreamId", "milestoneId", "taskId"].iter().any(|k| !s(work, k).is_empty()) && s(work, "initiativeId").is_empty() {
+        return Err("nested work requires initiative lineage".into());
+    }
+    let list = |k: &str| env[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>()).unwrap_or_default();
+    let (skills, tools) = (list("skillVersionDigests"), list("toolManifestDigests"));
+    let singles: Vec<String> = DIGESTS.iter().map(|k| s(&env_value, k)).collect();
+    if !singles.iter().map(String::as_str).chain(skills.iter().copied()).chain(tools.iter().copied()).all(is_digest) {
+        return Err("execution envelope contains an invalid digest".into());
+    }
+    if has_duplicates(&skills) {
+        return Err("execution envelope skill digests must be unique".into());
+    }
+    if has_duplicates(&tools) {
+        return Err("execution envelope tool digests must be unique".into());
+    }
+    if s(&env_value, "runId") != d.run_id || s(&env_value, "idempotencyKey") != d.idempotency_key {
+        return Err("dispatch identity does not match execution envelope".into());
+    }
+    let lineage_ok = s(work, "workspaceId") == d.workspace_id
+        && d.initiative_id.is_none_or(|i| s(work, "initiativeId") == i)
+        && d.workstream_id.is_none_or(|w| s(work, "workstreamId") == w);
+    if !lineage_ok {
+        return Err("execution envelope lineage does not match the task".into());
+    }
+    match digest::contract_digest(&env_value) {
+        Ok(computed) if computed == s(&env_value, "digest") => Ok(()),
+        Ok(_) => Err("execution envelope digest does not match its contents".into()),
+        Err(e) => Err(format!("execution envelope cannot be digested: {e}")),
+    }
+}
+
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+fn has_duplicates(items: &[&str]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    !items.iter().all(|i| seen.insert(*i))
+}
+
+/// The required fields with the JSON types of §7.1; the message names the first one wrong.
+fn shape(env: &serde_json::Map<String, Value>) -> Result<(), String> {
+    use Kind::*;
+    let required: &[(&str, Kind)] = &[
+        ("schemaVersion", Str),
+        ("producer", Obj),
+        ("id", Str),
+        ("runId", Str),
+        ("attemptId", Str),
+        ("idempotencyKey", Str),
+        ("workRef", Obj),
+        ("missionId", Str),
+        ("missionContractDigest", Str),
+        ("nodeId", Str),
+        ("contextManifestDigest", Str),
+        ("capabilityLeaseId", Str),
+        ("capabilityLeaseDigest", Str),
+        ("runtimeProfileDigest", Str),
+        ("qualityBarVersionId", Str),
+        ("skillVersionDigests", StrList),
+        ("toolManifestDigests", StrList),
+        ("budget", Obj),
+        ("requestedAt", Str),
+        ("digest", Str),
+    ];
+    for (field, kind) in required {
+        check(env.get(*field), *kind, field)?;
+    }
+    if let Some(deadline) = env.get("deadline").filter(|v| !v.is_null()) {
+        check(Some(deadline), Str, "deadline")?;
+    }
+    let producer = &env["producer"];
+    check(producer.get("actor"), Obj, "producer.actor")?;
+    check(producer.get("service"), Str, "producer.service")?;
+    check(producer.get("serviceVersion"), Str, "producer.serviceVersion")?;
+    let actor = &producer["actor"];
+    check(actor.get("id"), Str, "producer.actor.id")?;
+    let kinds = ["human", "agent", "service", "external_agent", "system"];
+    if !actor.get("type").and_then(Value::as_str).is_some_and(|t| kinds.contains(&t)) {
+        return Err(format!("execution envelope field `producer.actor.type` must be one of {}", kinds.join(", ")));
+    }
+    for (k, v) in env["workRef"].as_object().into_iter().flatten() {
+        if !v.is_string() {
+            return Err(format!("execution envelope field `workRef.{k}` must be a string"));
+        }
+    }
+    let budget = &env["budget"];
+    check(budget.get("modelCostMicros"), Str, "budget.modelCostMicros")?;
+    check(budget.get("toolCostMicros"), Str, "budget.toolCostMicros")?;
+    check(budget.get("humanMinutes"), Num, "budget.humanMinutes")?;
+    if let Some(v) = budget.get("maximumLatencyMs") {
+        check(Some(v), Num, "budget.maximumLatencyMs")?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Num,
+    Obj,
+    StrList,
+}
+
+fn check(v: Option<&Value>, kind: Kind, field: &str) -> Result<(), String> {
+    let (ok, what) = match kind {
+        Kind::Str => (v.is_some_and(Value::is_string), "a string"),
+        Kind::Num => (v.is_some_and(Value::is_number), "a number"),
+        Kind::Obj => (v.is_some_and(Value::is_object), "an object"),
+        Kind::StrList => (v.and_then(Value::as_array).is_some_and(|a| a.iter().all(Value::is_string)), "a list of strings"),
+    };
+    match (v, ok) {
+        (_, true) => Ok(()),
+        (None, _) => Err(format!("execution envelope is missing `{field}`")),
+        (Some(_), false) => Err(format!("execution envelope field `{field}` must be {what}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
