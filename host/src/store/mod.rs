@@ -91,15 +91,20 @@ fn remember_delivered(w: &redb::WriteTransaction, meta: &mut redb::Table<&str, u
     let n = meta.get("delivered_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
     meta.insert("delivered_seq", n)?;
     delivered.insert(run_id, n)?;
-    let mut order = w.open_table(DELIVERED_ORDER)?;
-    order.insert(n, run_id)?;
-    if n > DELIVERED_KEPT {
-        if let Some(id) = order.remove(n - DELIVERED_KEPT)? {
-            let id = id.value().to_string();
-            delivered.remove(id.as_str())?;
-        }
+    if let Some(old) = push_bounded(&mut w.open_table(DELIVERED_ORDER)?, n, DELIVERED_KEPT, run_id)? {
+        delivered.remove(old.as_str())?;
     }
     Ok(())
+}
+
+/// Append `key` as number `n` of an order table that keeps the last `kept`; the key that fell
+/// out, for the caller to forget.
+fn push_bounded(order: &mut redb::Table<u64, &str>, n: u64, kept: u64, key: &str) -> Result<Option<String>, redb::Error> {
+    order.insert(n, key)?;
+    if n <= kept {
+        return Ok(None);
+    }
+    Ok(order.remove(n - kept)?.map(|old| old.value().to_string()))
 }
 
 fn decode_entry(seq: u64, b: &[u8]) -> Option<OutboxEntry> {
@@ -249,13 +254,8 @@ impl Store {
             let mut meta = w.open_table(META)?;
             let n = meta.get("finished_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
             meta.insert("finished_seq", n)?;
-            let mut order = w.open_table(FINISHED_ORDER)?;
-            order.insert(n, key)?;
-            if n > FINISHED_KEPT {
-                if let Some(old) = order.remove(n - FINISHED_KEPT)? {
-                    let old = old.value().to_string();
-                    t.remove(old.as_str())?;
-                }
+            if let Some(old) = push_bounded(&mut w.open_table(FINISHED_ORDER)?, n, FINISHED_KEPT, key)? {
+                t.remove(old.as_str())?;
             }
             Ok(())
         })
@@ -366,6 +366,10 @@ mod tests {
     fn delivered_and_kv() {
         let (_d, s) = store();
         assert!(!s.terminal_delivered("r").unwrap());
+        let runs: Vec<String> = (0..DELIVERED_KEPT + 2).map(|i| format!("old-{i}")).collect();
+        s.commit_group(&[], &[], &runs).unwrap();
+        assert!(!s.terminal_delivered("old-0").unwrap() && !s.terminal_delivered("old-1").unwrap(), "the oldest are forgotten");
+        assert!(s.terminal_delivered("old-2").unwrap() && s.terminal_delivered(&format!("old-{}", DELIVERED_KEPT + 1)).unwrap());
         let before = s.commits();
         s.commit_group(&[entry("r", "{}", true)], &[], &["r".into()]).unwrap();
         s.commit_group(&[], &[1], &["r".into()]).unwrap();
