@@ -278,12 +278,9 @@ fn pipeline_thread(
             tracing::error!(run_id = %run_id, "cannot persist {} outgoing message(s): {e}", msgs.len());
         }
     };
-    let mut first = Some(first);
+    // A start that faulted is already done: its started + failed go out (and are waited for) here.
+    push(first, run.is_done());
     while !run.is_done() {
-        if let Some(first) = first.take() {
-            push(first, run.is_done());
-            continue;
-        }
         let msgs = match inputs.blocking_recv() {
             Some(Input::Line(line)) => run.on_line(&line),
             Some(Input::End(reason, tail)) => run.on_end(&reason, tail.as_deref()),
