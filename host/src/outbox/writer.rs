@@ -119,10 +119,13 @@ impl Queue {
 }
 
 pub(super) fn spawn(writer: Writer) {
+    let queue = writer.queue.clone();
     let spawned = std::thread::Builder::new().name("outbox-writer".into()).spawn(move || writer.run());
     if let Err(e) = spawned {
-        // Without a writer nothing can be stored; every ticket then reports the outbox closed.
+        // Without a writer nothing can be stored: closed, every push says so at once instead
+        // of waiting on a queue nobody drains.
         tracing::error!("cannot start the outbox writer thread: {e}");
+        queue.close();
     }
 }
 
