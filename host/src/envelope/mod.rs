@@ -34,27 +34,27 @@ const DIGESTS: [&str; 5] = ["digest", "missionContractDigest", "contextManifestD
 /// §7.2, in the SDK's order, with its messages; then the lineage checks of the OpenCode peer
 /// and the recomputed digest of §7.5.
 pub fn validate(envelope: Option<&Value>, d: &Dispatched<'_>) -> Result<(), String> {
-    let env = envelope.and_then(Value::as_object).ok_or("execution envelope is missing or not an object")?;
-    shape(env)?;
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let env_value = Value::Object(env.clone());
-    if s(&env_value, "schemaVersion") != "1.0.0" {
+    let env = envelope.filter(|v| v.is_object()).ok_or("execution envelope is missing or not an object")?;
+    shape(env.as_object().expect("checked to be an object"))?;
+    if str_field(env, "schemaVersion") != "1.0.0" {
         return Err("execution envelope schema version unsupported".into());
     }
     let work = &env["workRef"];
-    if s(work, "workspaceId").is_empty() {
+    if str_field(work, "workspaceId").is_empty() {
         return Err("execution envelope requires a workspace reference".into());
     }
-    if ["goalId", "objectiveId", "initiativeId"].iter().all(|k| s(work, k).is_empty()) {
+    if ["goalId", "objectiveId", "initiativeId"].iter().all(|k| str_field(work, k).is_empty()) {
         return Err("execution envelope requires goal, objective, or initiative lineage".into());
     }
-    if ["workstreamId", "milestoneId", "taskId"].iter().any(|k| !s(work, k).is_empty()) && s(work, "initiativeId").is_empty() {
+    if ["workstreamId", "milestoneId", "taskId"].iter().any(|k| !str_field(work, k).is_empty())
+        && str_field(work, "initiativeId").is_empty()
+    {
         return Err("nested work requires initiative lineage".into());
     }
     let list = |k: &str| env[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>()).unwrap_or_default();
     let (skills, tools) = (list("skillVersionDigests"), list("toolManifestDigests"));
-    let singles: Vec<String> = DIGESTS.iter().map(|k| s(&env_value, k)).collect();
-    if !singles.iter().map(String::as_str).chain(skills.iter().copied()).chain(tools.iter().copied()).all(is_digest) {
+    let singles: Vec<&str> = DIGESTS.iter().map(|k| str_field(env, k)).collect();
+    if !singles.iter().copied().chain(skills.iter().copied()).chain(tools.iter().copied()).all(is_digest) {
         return Err("execution envelope contains an invalid digest".into());
     }
     if has_duplicates(&skills) {
@@ -63,20 +63,25 @@ pub fn validate(envelope: Option<&Value>, d: &Dispatched<'_>) -> Result<(), Stri
     if has_duplicates(&tools) {
         return Err("execution envelope tool digests must be unique".into());
     }
-    if s(&env_value, "runId") != d.run_id || s(&env_value, "idempotencyKey") != d.idempotency_key {
+    if str_field(env, "runId") != d.run_id || str_field(env, "idempotencyKey") != d.idempotency_key {
         return Err("dispatch identity does not match execution envelope".into());
     }
-    let lineage_ok = s(work, "workspaceId") == d.workspace_id
-        && d.initiative_id.is_none_or(|i| s(work, "initiativeId") == i)
-        && d.workstream_id.is_none_or(|w| s(work, "workstreamId") == w);
+    let lineage_ok = str_field(work, "workspaceId") == d.workspace_id
+        && d.initiative_id.is_none_or(|i| str_field(work, "initiativeId") == i)
+        && d.workstream_id.is_none_or(|w| str_field(work, "workstreamId") == w);
     if !lineage_ok {
         return Err("execution envelope lineage does not match the task".into());
     }
-    match digest::contract_digest(&env_value) {
-        Ok(computed) if computed == s(&env_value, "digest") => Ok(()),
+    match digest::contract_digest(env) {
+        Ok(computed) if computed == str_field(env, "digest") => Ok(()),
         Ok(_) => Err("execution envelope digest does not match its contents".into()),
         Err(e) => Err(format!("execution envelope cannot be digested: {e}")),
     }
+}
+
+/// The string at `key`, or "" (absent and non-string fields fail `shape` first).
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn is_digest(s: &str) -> bool {
