@@ -277,3 +277,67 @@ async fn a_faulting_pushed_mapper_is_quarantined_and_reported() {
     assert_eq!(status["components"][0]["origin"], "built-in", "{status}");
     assert_eq!(status["quarantined"].as_array().map(Vec::len), Some(1), "{status}");
 }
+
+/// `bytes` (a component) grown to `size` bytes by a trailing custom section: still a valid
+/// component, which compiles as fast as the original.
+fn padded_component(mut bytes: Vec<u8>, size: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let name = b"orgx-padding";
+    // Section id, size (up to 5 LEB bytes), name length + name, payload: solve for the payload.
+    let payload = size - bytes.len() - 1 - 4 - 1 - name.len();
+    let mut contents = Vec::new();
+    leb(name.len(), &mut contents);
+    contents.extend_from_slice(name);
+    contents.resize(contents.len() + payload, 0);
+    bytes.push(0);
+    let mut len = Vec::new();
+    leb(contents.len(), &mut len);
+    bytes.extend_from_slice(&len);
+    bytes.extend_from_slice(&contents);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inline_push_up_to_the_frame_limit_is_answered_and_a_larger_frame_ends_the_connection() {
+    let server = FakeOrgx::start(KEY, rules()).await;
+    let key = orgx_peer::trust::SecretKey::generate().unwrap();
+    let trusted = key.public().to_text();
+    let peer = Peer::start(&server, &[("ORGX_TRUSTED_KEYS", trusted.as_str())]);
+    connected(&server).await;
+
+    // 15 MiB: its base64 frame (~20 MiB) was over the WebSocket library's 16 MiB frame limit.
+    let big = padded_component(common::tagged_guest(1, "ok"), 15 << 20);
+    assert_eq!(big.len(), 15 << 20);
+    assert!(server.send_json(push_frame(&key, "p-15mib", 1, &big, None)));
+    let (ack, took) = until_ack(&server, "p-15mib").await;
+    assert_eq!(ack["status"], "activated", "{ack}");
+    eprintln!("15 MiB inline push -> activated in {took:?}");
+
+    // Over the 16 MiB component limit: refused at `size`, answered on the same connection.
+    let over = padded_component(common::tagged_guest(2, "ok"), 17 << 20);
+    assert!(server.send_json(push_frame(&key, "p-17mib", 2, &over, None)));
+    let (ack, _) = until_ack(&server, "p-17mib").await;
+    assert_eq!((ack["status"].as_str(), ack["stage"].as_str()), (Some("rejected"), Some("size")), "{ack}");
+    assert_eq!(server.connections(), 1, "the socket stayed up");
+
+    // A frame over the 64 MiB frame limit cannot be read to be answered: the peer ends the
+    // connection, says why once, reconnects and goes on serving.
+    assert!(server.send_text(&"x".repeat((64 << 20) + 1)));
+    let deadline = Instant::now() + WAIT;
+    while server.connections() < 2 {
+        assert!(Instant::now() < deadline, "no reconnect after the oversize frame\n{}", peer.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = peer.logs();
+    assert!(logs.contains("over this peer's 67108864-byte limit"), "{logs}");
+    assert_eq!(status_json(&peer)["components"][0]["version"].as_u64(), Some(1), "the 15 MiB push still serves");
+}

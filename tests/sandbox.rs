@@ -18,6 +18,7 @@ fn test_limits() -> Limits {
         setup_deadline: Duration::from_millis(500),
         max_output_bytes: 1 << 20,
         max_log_bytes: 4 << 10,
+        ..Limits::default()
     }
 }
 
@@ -68,30 +69,34 @@ fn assert_contained(attack: &str, limit_words: &str, bound: Duration) -> Duratio
     took
 }
 
+/// Every attack a mapper can make at run time, one row each, printed as the matrix
+/// docs/reliability.md keeps: the attack, the limit that stopped it (words of the reason),
+/// how long containment took, and that the same component then served a fresh run.
 #[test]
-fn infinite_loop_is_stopped_at_the_deadline() {
-    let took = assert_contained("loop", "time limit (200 ms)", test_limits().call_deadline + SLACK);
-    assert!(took >= test_limits().call_deadline, "stopped before its deadline: {took:?}");
-}
-
-#[test]
-fn memory_bomb_hits_the_memory_limit() {
-    assert_contained("bomb", "memory limit (33554432 bytes", test_limits().call_deadline + SLACK);
-}
-
-#[test]
-fn trap_ends_only_its_run() {
-    assert_contained("trap", "trapped in `map-line`", SLACK);
-}
-
-#[test]
-fn unbounded_recursion_traps_on_the_stack_limit() {
-    assert_contained("recurse", "trapped in `map-line`", SLACK);
-}
-
-#[test]
-fn huge_output_is_refused() {
-    assert_contained("huge", "output limit (1048576 bytes", test_limits().call_deadline + SLACK);
+fn every_runtime_attack_is_contained_within_its_bound_and_the_host_serves_on() {
+    let l = test_limits();
+    let rows: &[(&str, &str, &str, Duration)] = &[
+        ("loop", "infinite loop", "time limit (200 ms)", l.call_deadline + SLACK),
+        ("bomb", "memory bomb", "memory limit (33554432 bytes", l.call_deadline + SLACK),
+        ("trap", "panic (trap)", "trapped in `map-line`: wasm `unreachable` executed (a Rust guest panics this way", SLACK),
+        (
+            "recurse",
+            "unbounded recursion",
+            "trapped in `map-line`: stack overflow: the call used more than its 1024 KiB wasm stack limit",
+            SLACK,
+        ),
+        ("huge", "8 MiB output", "output limit (1048576 bytes", l.call_deadline + SLACK),
+        ("flood", "100,000 events for one line", "per-call limit of 1000 events: `map-line` returned 100000", l.call_deadline + SLACK),
+    ];
+    eprintln!("| attack | stopped by | contained in | host then serves a fresh run |");
+    eprintln!("|---|---|---:|---|");
+    for &(line, attack, words, bound) in rows {
+        let took = assert_contained(line, words, bound);
+        if line == "loop" {
+            assert!(took >= l.call_deadline, "stopped before its deadline: {took:?}");
+        }
+        eprintln!("| {attack} | {words}… | {:.1} ms | yes |", took.as_secs_f64() * 1e3);
+    }
 }
 
 #[test]
@@ -189,4 +194,89 @@ fn a_component_of_the_wrong_world_is_refused_where_the_other_is_needed() {
     std::fs::write(&path, guest_wasm("orgx-test-guest-hostile")).unwrap();
     let err = orgx_peer::components::ActiveComponents::load(&sandbox, "claude_code", None, Some(&path)).err().expect("refused");
     assert!(err.to_string().contains("but slot `matcher` needs a `orgx:peer/matcher-component`"), "{err}");
+}
+
+/// Feed `lines` to a run of `mapper` + `matcher` under `limits` until it fails; the index of
+/// the line that ended it, and the `task.failed` reason.
+fn first_failure(mapper: &str, matcher: &str, limits: Limits, lines: &[&str]) -> Option<(usize, String)> {
+    let sandbox = Sandbox::new(limits).unwrap();
+    let load = |name: &str| match name {
+        "skill-rules" => defaults(&sandbox).matcher.component,
+        other => sandbox.load(other, &guest_wasm(&format!("orgx-test-guest-{other}"))).unwrap(),
+    };
+    let (mapper, matcher) = (load(mapper), load(matcher));
+    let (mut run, _) = start_run("r-budget", &mapper, &matcher, &[], limits);
+    for (i, line) in lines.iter().enumerate() {
+        let out = run.on_line(line.as_bytes());
+        if let Some(PeerMessage::Failed(f)) = out.last() {
+            assert!(f.recoverable, "{f:?}");
+            assert!(run.is_done());
+            return Some((i, f.reason.clone()));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_run_that_floods_a_little_on_every_line_ends_at_its_budget() {
+    use orgx_peer::sandbox::limits::Rate;
+    let unlimited = Limits { max_run_messages: u64::MAX, max_run_bytes: u64::MAX, max_run_rate: None, ..test_limits() };
+    // "many" returns 999 one-byte steps, just under the per-call limit; "hello" one step.
+    let many = ["hello", "many", "many", "many", "many", "many", "many", "many"];
+    // (limits, the line that must end the run, words of its reason)
+    let cases = [
+        (Limits { max_run_messages: 5_000, ..unlimited }, Some(6), "the run's message limit (5000 messages) in `map-line`"),
+        (Limits { max_run_bytes: 5_000, ..unlimited }, Some(6), "the run's byte limit (5000 bytes of text) in `map-line`"),
+        (
+            Limits { max_run_rate: Some(Rate { per_second: 1, burst: 3_000 }), ..unlimited },
+            Some(4),
+            "the run's rate limit (1 messages/s, bursts of 3000)",
+        ),
+        // The production defaults let this much through.
+        (Limits { max_run_messages: 200_000, ..test_limits() }, None, ""),
+    ];
+    for (limits, line, words) in cases {
+        let got = first_failure("hostile", "skill-rules", limits, &many);
+        assert_eq!(got.as_ref().map(|g| g.0), line, "{words}: {got:?}");
+        if let Some((_, reason)) = got {
+            assert!(reason.contains("hostile@sha256:") && reason.contains(words), "{words}: {reason}");
+        }
+    }
+}
+
+#[test]
+fn a_matcher_flood_is_refused_per_call_and_per_run_naming_the_matcher() {
+    let one_call = first_failure("hostile", "flooder", test_limits(), &["subject:flood:3", "subject:flood:20000"]);
+    let (line, reason) = one_call.expect("the flood ends the run");
+    assert_eq!(line, 1, "{reason}");
+    assert!(reason.contains("flooder@sha256:") && reason.contains("per-call limit of 1000 deviations: `check` returned 20000"), "{reason}");
+
+    let limits = Limits { max_run_messages: 3_500, ..test_limits() };
+    let lines = ["subject:flood:999"; 4];
+    let (line, reason) = first_failure("hostile", "flooder", limits, &lines).expect("the run's budget ends it");
+    // Each line is one step (mapper), then 999 deviations (matcher): three lines are 3,000
+    // messages; the fourth line's step fits, its deviations do not.
+    assert_eq!(line, 3, "{reason}");
+    assert!(reason.contains("flooder@sha256:") && reason.contains("the run's message limit (3500 messages) in `check`"), "{reason}");
+}
+
+/// The attack as it was found: a million one-byte events for one line, under the production
+/// limits (where they fit in the guest's memory). Refused before any becomes a message.
+#[test]
+fn a_million_events_under_production_limits_end_the_run_before_any_is_sent() {
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    let hostile = sandbox.load("hostile", &guest_wasm("orgx-test-guest-hostile")).unwrap();
+    let matcher = defaults(&sandbox).matcher.component;
+    let (mut run, _) = start_run("r-flood", &hostile, &matcher, &[], Limits::default());
+    let t = Instant::now();
+    let out = run.on_line(b"flood-1m");
+    let took = t.elapsed();
+    match out.as_slice() {
+        [PeerMessage::Started(_), PeerMessage::Failed(f)] => {
+            assert!(f.recoverable);
+            assert!(f.reason.contains("per-call limit of 1000 events: `map-line` returned 1000000"), "{}", f.reason);
+        }
+        other => panic!("expected task.started + task.failed only, got {} messages", other.len()),
+    }
+    eprintln!("1,000,000 events for one line: refused in {:.1} ms, 2 messages sent", took.as_secs_f64() * 1e3);
 }

@@ -1,7 +1,9 @@
-//! `orgx-peer start` settings: every one an environment variable and a flag, validated into
-//! a `DaemonConfig` before anything starts. A missing or invalid setting is a `ConfigError`
-//! that names the variable; `main` turns it into exit code 2.
+//! `orgx-peer start` settings: every one an environment variable and a flag (and a key of the
+//! config file, `config_file`), validated into a `DaemonConfig` before anything starts. A
+//! missing or invalid setting is a `ConfigError` that names the variable; `main` turns it into
+//! exit code 2.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +18,10 @@ use crate::trust::TrustedKeys;
 
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
+    /// The config file (TOML; default: `$XDG_CONFIG_HOME/orgx-peer/config.toml`, read when it
+    /// exists). Flags and environment variables override it.
+    #[arg(long, env = "ORGX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The `oxk_` API key (scopes `gateway:drive`, `plugin:heartbeat`). Required.
     #[arg(long, env = "ORGX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -102,6 +108,10 @@ pub struct StartArgs {
     /// Largest component accepted (bytes).
     #[arg(long, env = "ORGX_MAX_COMPONENT_BYTES", default_value_t = crate::components::registry::DEFAULT_MAX_COMPONENT_BYTES)]
     pub max_component_bytes: u64,
+    /// The drivers' own settings from the config file's `[driver.<id>]` tables, by the name of
+    /// the environment variable each stands for (`ORGX_CODEX_MODEL`); the environment wins.
+    #[arg(skip)]
+    pub driver_file: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,13 +119,25 @@ pub struct StartArgs {
 pub struct ConfigError(pub String);
 
 impl StartArgs {
+    /// A driver setting (`ORGX_CODEX_MODEL`, …): the environment, else the config file. An
+    /// empty variable counts as unset when the file has the setting, as for every other one.
+    pub fn driver_setting(&self, name: &str) -> Option<String> {
+        driver_setting(&self.driver_file, name)
+    }
+
     pub fn into_config(self) -> Result<DaemonConfig, ConfigError> {
+        let get = |name: &str| self.driver_setting(name);
+        let drivers = crate::driver::ALL
+            .iter()
+            .map(|d| crate::driver::settings_from_env(d, &get).map(|s| (*d, s)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError)?;
         let api_key = match (self.api_key.filter(|k| !k.trim().is_empty()), &self.api_key_file) {
             (Some(key), _) => key,
             (None, Some(path)) => read_key_file(path)?,
             (None, None) => {
                 return Err(ConfigError(
-                    "ORGX_API_KEY is not set: export your OrgX API key (oxk_...), or point ORGX_API_KEY_FILE at a file holding it".into(),
+                    "ORGX_API_KEY is not set: export your OrgX API key (oxk_...), or point ORGX_API_KEY_FILE (or `api_key_file` in the config file) at a file holding it".into(),
                 ))
             }
         };
@@ -123,7 +145,12 @@ impl StartArgs {
         let workspace_id = self
             .workspace_id
             .filter(|w| !w.trim().is_empty())
-            .ok_or_else(|| ConfigError("ORGX_WORKSPACE_ID is not set: export the id of the OrgX workspace this peer serves".into()))?;
+            .ok_or_else(|| {
+                ConfigError(
+                    "ORGX_WORKSPACE_ID is not set: export the id of the OrgX workspace this peer serves (or set `workspace_id` in the config file)"
+                        .into(),
+                )
+            })?;
         let base_url = BaseUrl::parse(&self.base_url).map_err(ConfigError)?;
         let runner_instance_id = self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(ConfigError)?;
         let activation = activation(self.activation_attempt_id.as_deref(), self.runner_role.as_deref(), runner_instance_id.is_some())?;
@@ -137,12 +164,6 @@ impl StartArgs {
         if self.max_concurrent_runs == 0 {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));
         }
-        let get = |name: &str| std::env::var(name).ok();
-        let drivers = crate::driver::ALL
-            .iter()
-            .map(|d| crate::driver::settings_from_env(d, &get).map(|s| (*d, s)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError)?;
         let enabled_drivers = self.drivers.as_deref().map(parse_drivers).transpose()?;
         let ms = Duration::from_millis;
         Ok(DaemonConfig {
@@ -174,6 +195,16 @@ impl StartArgs {
             dev_unsigned_local: self.dev_unsigned_local,
             max_component_bytes: self.max_component_bytes.max(1),
         })
+    }
+}
+
+/// A driver setting: the environment variable `name`, else the config file's value for it
+/// (`from_file`, by variable name).
+pub fn driver_setting(from_file: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        Ok(v) => Some(from_file.get(name).cloned().unwrap_or(v)),
+        Err(_) => from_file.get(name).cloned(),
     }
 }
 

@@ -63,6 +63,18 @@ pub struct DaemonConfig {
     pub max_component_bytes: u64,
 }
 
+/// After the cancel, how long shutdown waits for the runs' terminal messages: the SIGTERM →
+/// SIGKILL grace, plus time for the mapper to turn the exit into `task.failed`.
+const SHUTDOWN_RUNS_WAIT: Duration = crate::run::live::KILL_GRACE.saturating_add(Duration::from_secs(5));
+/// How long a connected socket gets to deliver what is owed; the rest waits on disk.
+const SHUTDOWN_DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// How long the socket gets to close with 1000.
+const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// The longest a clean stop takes after SIGTERM, save the last outbox commit (18 s).
+/// A service manager's stop timeout must exceed it, or it SIGKILLs a peer that was still
+/// reporting its cancelled runs (`service::STOP_TIMEOUT`, Kubernetes' grace period).
+pub const SHUTDOWN_BUDGET: Duration = SHUTDOWN_RUNS_WAIT.saturating_add(SHUTDOWN_DRAIN_WAIT).saturating_add(SHUTDOWN_CLOSE_WAIT);
+
 /// Why the daemon stopped, for `main`'s exit code.
 #[derive(Debug)]
 pub enum DaemonExit {
@@ -128,6 +140,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             dead_after: cfg.dead_after,
             backoff: cfg.backoff,
             batch: 256,
+            max_frame_bytes: crate::gateway::frames::max_frame_bytes(cfg.max_component_bytes),
         },
         outbox: outbox.clone(),
         frames: frames_tx,
@@ -292,7 +305,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     tracing::info!("shutting down: cancelling {} run(s)", in_flight.len());
     draining_tx.send_replace(true);
     dispatcher.cancel_all("peer shutting down");
-    let wait_runs = crate::run::live::KILL_GRACE + Duration::from_secs(5);
+    let wait_runs = SHUTDOWN_RUNS_WAIT;
     if tokio::time::timeout(wait_runs, futures_util::future::join_all(in_flight.take_tasks())).await.is_err() {
         tracing::warn!(
             "runs did not finish within {} s of the cancel; their terminal messages come from the next start",
@@ -301,11 +314,11 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     }
     // Give a connected socket a moment to deliver what is owed; the rest waits on disk.
     if *link.borrow() == LinkState::Connected {
-        outbox.drained(Duration::from_secs(5)).await;
+        outbox.drained(SHUTDOWN_DRAIN_WAIT).await;
     }
     shutdown_tx.send_replace(true);
     if !gateway_task.is_finished() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut gateway_task).await;
+        let _ = tokio::time::timeout(SHUTDOWN_CLOSE_WAIT, &mut gateway_task).await;
     }
     dispatch_task.abort();
     status_task.abort();

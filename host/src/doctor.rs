@@ -1,15 +1,15 @@
 //! `orgx-peer doctor`: every check a user needs before asking for help, each a line with what
 //! was found and, when it fails, what to do.
 //!
-//! It reads the same settings `start` reads and touches nothing a running peer owns: the data
-//! dir is opened only when no peer holds it, and the server is asked a read-only question
-//! (`GET plan-skills`, which needs the key and the workspace, and changes nothing — a license
-//! heartbeat would record an activation). `main` prints the lines and decides the exit code.
+//! It reads the same settings `start` reads (the config file too) and touches nothing a
+//! running peer owns: the data dir is opened only when no peer holds it, and the server is
+//! asked a read-only question (`GET plan-skills`, which needs the key and the workspace, and
+//! changes nothing — a license heartbeat would record an activation). `main` prints the lines and decides the exit code.
 
 use std::time::Duration;
 
 use crate::components::ActiveComponents;
-use crate::config::StartArgs;
+use crate::config_file::{ConfigFileError, Effective};
 use crate::http::Api;
 use crate::sandbox::{Limits, Sandbox};
 use crate::store::Store;
@@ -67,10 +67,28 @@ pub fn render(checks: &[Check]) -> String {
     out
 }
 
-pub async fn run(args: StartArgs) -> Vec<Check> {
+/// `settings`: `start`'s settings resolved with the config file (or why the file is unusable).
+pub async fn run(settings: Result<Effective, ConfigFileError>) -> Vec<Check> {
     let mut checks = Vec::new();
-    checks.extend(drivers().await);
-    let cfg = match args.into_config() {
+    let effective = match settings {
+        Ok(e) => e,
+        Err(e) => {
+            checks.extend(drivers(&Default::default()).await);
+            checks.push(Check::fail(
+                "config file",
+                e.to_string(),
+                "fix it (`orgx-peer config check` checks it), then run `orgx-peer doctor` again",
+            ));
+            checks.push(components());
+            return checks;
+        }
+    };
+    checks.extend(drivers(&effective.args.driver_file).await);
+    checks.push(match &effective.file {
+        Some(f) => Check::pass("config file", format!("`{}` parses", f.display())),
+        None => Check::pass("config file", "none (flags and environment only)").optional(),
+    });
+    let cfg = match effective.into_config() {
         Ok(cfg) => {
             checks.push(Check::pass("settings", "every setting parses"));
             cfg
@@ -93,8 +111,9 @@ pub async fn run(args: StartArgs) -> Vec<Check> {
     checks
 }
 
-async fn drivers() -> Vec<Check> {
-    let get = |name: &str| std::env::var(name).ok();
+/// `from_file`: the config file's driver settings (the environment's win).
+async fn drivers(from_file: &std::collections::BTreeMap<String, String>) -> Vec<Check> {
+    let get = |name: &str| crate::config::driver_setting(from_file, name);
     let mut out = Vec::new();
     let mut ready = Vec::new();
     for d in crate::driver::ALL {

@@ -5,16 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use orgx_peer::authoring;
 use orgx_peer::components::ActiveComponents;
 use orgx_peer::config::{ConfigError, StartArgs};
+use orgx_peer::config_file::{self, ConfigFileError, Source};
 use orgx_peer::daemon::DaemonExit;
 use orgx_peer::rules::RuleSet;
 use orgx_peer::run::replay::{replay, ReplayOptions};
 use orgx_peer::run::DEFAULT_MAX_LINE_BYTES;
 use orgx_peer::sandbox::{Limits, Sandbox};
+use orgx_peer::service::{self, Manager, ServiceError};
 use orgx_peer::trust::{Slot, TrustedKeys};
 
 #[derive(Parser)]
@@ -45,6 +47,9 @@ enum Command {
         driver: Option<&'static str>,
         #[arg(long)]
         json: bool,
+        /// The config file whose `[driver.<id>]` settings apply (default: the usual location).
+        #[arg(long, env = "ORGX_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Ask the running peer for its state.
     Status {
@@ -52,6 +57,10 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// The config file whose `data_dir` applies when no data dir is given (default: the
+        /// usual location).
+        #[arg(long, env = "ORGX_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Print the wire messages the live peer would send for a recorded stream-json transcript.
     Replay {
@@ -84,10 +93,73 @@ enum Command {
     /// Check everything a dispatch needs (driver CLIs and logins, the data dir, the server and
     /// the key, trusted keys, components), each with its fix; exit 1 when a dispatch could not run.
     Doctor(Box<StartArgs>),
+    /// The settings `start` uses: flags > environment > config file > defaults.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run the peer as a service of your user: systemd on Linux, launchd on macOS.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Print a shell completion script: `orgx-peer completions bash > ~/.local/share/bash-completion/completions/orgx-peer`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `orgx-peer man > ~/.local/share/man/man1/orgx-peer.1`.
     Man,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting `start` would use and where it came from (flag, env, file,
+    /// default); the API key is shown as [redacted].
+    Show(Box<StartArgs>),
+    /// Validate the settings exactly as `start` does, without starting; exit 2 with the error.
+    Check(Box<StartArgs>),
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Write the service from the effective settings of `start` (the key into a 0600 file
+    /// the service reads), then enable and start it. Refuses to replace a different unit
+    /// without --force; an identical one is left as it is.
+    Install {
+        #[command(flatten)]
+        start: Box<StartArgs>,
+        /// Replace a different existing unit (or key file).
+        #[arg(long)]
+        force: bool,
+        /// Write the files only, and print the commands that would load and start the service.
+        #[arg(long)]
+        no_start: bool,
+        /// The service manager (default: this platform's: systemd on Linux, launchd on macOS).
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
+    /// Stop and disable the service, and remove its unit and the key file install wrote.
+    Uninstall {
+        /// Remove the files only, and print the commands that would stop the service.
+        #[arg(long)]
+        no_stop: bool,
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
+    /// The service manager's view of the service (`systemctl --user status`, `launchctl print`).
+    Status {
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
+    /// The service's log (`journalctl --user -u orgx-peer.service`, or launchd's log file).
+    Logs {
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,7 +241,14 @@ fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::r
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches as well as the parsed values: they say which settings came from flags or
+    // the environment, which the config file must not override.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -178,9 +257,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, leaf)) {
         Ok(code) => code,
-        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<ConfigFileError>().is_some()
+                || matches!(e.downcast_ref::<ServiceError>(), Some(ServiceError::NoKey)) =>
+        {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
@@ -200,10 +283,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match command {
         Command::Start(args) => {
-            let cfg = args.into_config()?;
+            let cfg = config_file::resolve(*args, matches)?.into_config()?;
             match orgx_peer::daemon::run(cfg).await? {
                 DaemonExit::Signal => Ok(ExitCode::SUCCESS),
                 DaemonExit::Refused(why) => {
@@ -212,8 +295,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Detect { driver, json } => {
-            let get = |name: &str| std::env::var(name).ok();
+        Command::Detect { driver, json, config } => {
+            let from_file = config_file::read(config.as_deref(), Source::of(matches, "config"))?.map(|s| s.driver_env).unwrap_or_default();
+            let from_file = config_file::unshadowed(from_file, &|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+            let get = |name: &str| orgx_peer::config::driver_setting(&from_file, name);
             let mut found = serde_json::Map::new();
             let mut ready = false;
             for d in orgx_peer::driver::ALL.iter().filter(|d| driver.is_none_or(|id| id == d.id)) {
@@ -243,8 +328,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // Success when at least one driver can take a dispatch.
             Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Status { data_dir, json } => {
-            let dir = data_dir.or_else(orgx_peer::config::default_data_dir).ok_or_else(|| ConfigError("set ORGX_PEER_DATA_DIR".into()))?;
+        Command::Status { data_dir, json, config } => {
+            let dir = match data_dir {
+                Some(d) => Some(d),
+                None => config_file::read(config.as_deref(), Source::of(matches, "config"))?
+                    .and_then(|s| s.data_dir)
+                    .or_else(orgx_peer::config::default_data_dir),
+            };
+            let dir = dir.ok_or_else(|| ConfigError("set ORGX_PEER_DATA_DIR".into()))?;
             let snapshot = orgx_peer::status::query(&dir).await.map_err(anyhow::Error::msg)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
@@ -277,20 +368,77 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin(command).await,
+        Command::Config { command } => config(command, matches),
+        Command::Service { command } => service_command(command, matches),
         Command::Doctor(args) => {
-            let checks = orgx_peer::doctor::run(*args).await;
+            let checks = orgx_peer::doctor::run(config_file::resolve(*args, matches)).await;
             print!("{}", orgx_peer::doctor::render(&checks));
             Ok(if orgx_peer::doctor::healthy(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "orgx-peer", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut Cli::command(), "orgx-peer", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-                .render(&mut std::io::stdout())
-                .context("cannot write to stdout")?;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).context("cannot write to stdout")?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn config(command: ConfigCommand, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Show(args) => {
+            let effective = config_file::resolve(*args, matches)?;
+            let rows = effective.rows(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+            print!("{}", config_file::render(&effective, &rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Check(args) => {
+            let effective = config_file::resolve(*args, matches)?;
+            let file = effective.file.clone();
+            let cfg = effective.into_config()?;
+            match file {
+                Some(f) => println!("ok: the settings are valid (config file {})", f.display()),
+                None => println!("ok: the settings are valid (no config file)"),
+            }
+            println!("workspace  {}\nserver     {}\ndata dir   {}", cfg.workspace_id, cfg.base_url.as_str(), cfg.data_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn service_command(command: ServiceCommand, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    match command {
+        ServiceCommand::Install { start, force, no_start, manager } => {
+            let effective = config_file::resolve(*start, matches)?;
+            // Exactly what `start` would refuse is refused before anything is written.
+            let cfg = effective.clone().into_config()?;
+            let layout = service::Layout::from_env(manager.unwrap_or_else(Manager::native))?;
+            let key = service::Key::of(&effective, &cfg.api_key)?;
+            let exe = std::env::current_exe().and_then(|p| p.canonicalize()).context("cannot find the path of orgx-peer itself")?;
+            let req = service::InstallRequest { layout, key, force, start: !no_start };
+            let spec = service::spec(&effective, exe, req.key_file(), &|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+            let done = service::install(&req, &spec, &service::System)?;
+            print!("{}", service::report_install(&done, &spec, req.layout.manager));
+            Ok(ExitCode::SUCCESS)
+        }
+        ServiceCommand::Uninstall { no_stop, manager } => {
+            let layout = service::Layout::from_env(manager.unwrap_or_else(Manager::native))?;
+            let done = service::uninstall(&layout, !no_stop, &service::System)?;
+            print!("{}", service::report_uninstall(&done, &layout));
+            Ok(ExitCode::SUCCESS)
+        }
+        ServiceCommand::Status { manager } => {
+            let layout = service::Layout::from_env(manager.unwrap_or_else(Manager::native))?;
+            let argv = service::status_command(&layout)?;
+            println!("unit  {}", layout.unit.display());
+            Ok(if service::hand_over(&argv)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        ServiceCommand::Logs { follow, lines, manager } => {
+            let layout = service::Layout::from_env(manager.unwrap_or_else(Manager::native))?;
+            let argv = service::logs_command(&layout, lines, follow)?;
+            Ok(if service::hand_over(&argv)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

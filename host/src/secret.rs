@@ -1,9 +1,10 @@
 //! The API key, as a type that cannot leak by accident.
 //!
 //! `ApiKey` has no `Display`, and its `Debug` shows only that a key is there, so a key can
-//! never reach a log line, an error message or a panic through formatting. The two places
-//! that need the text (the WebSocket subprotocol and the `Authorization` header) ask for it
-//! by name. `redact` scrubs the key out of text that came from elsewhere (a child's stderr).
+//! never reach a log line, an error message or a panic through formatting. The places that
+//! need the text (the WebSocket subprotocol, the `Authorization` header, the key file
+//! `service install` writes) ask for it by name. `redact` scrubs the key out of text that
+//! came from elsewhere (a child's stderr).
 
 use std::fmt;
 
@@ -32,6 +33,12 @@ impl ApiKey {
     /// `Bearer <key>`, the `Authorization` header value.
     pub fn authorization(&self) -> String {
         format!("Bearer {}", self.0)
+    }
+
+    /// The text of a key file holding it (`service install`: the one place the key is
+    /// written, into a 0600 file).
+    pub fn for_key_file(&self) -> String {
+        format!("{}\n", self.0)
     }
 
     /// Replace every occurrence of the key in `text`.

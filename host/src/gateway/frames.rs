@@ -59,6 +59,15 @@ pub struct ComponentPush {
     pub url: Option<String>,
 }
 
+/// The largest server frame the peer reads: room for an inline push of the largest component
+/// it accepts (base64 is 4/3 of the bytes, plus the manifest), and never under 64 MiB, so a
+/// push over the component limit still arrives and is answered at stage `size`.
+pub fn max_frame_bytes(max_component_bytes: u64) -> usize {
+    const FLOOR: u64 = 64 << 20;
+    let inline = max_component_bytes.div_ceil(3).saturating_mul(4).saturating_add(1 << 20);
+    usize::try_from(inline.max(FLOOR)).unwrap_or(usize::MAX)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
     Dispatch(Box<Dispatch>),
@@ -125,6 +134,26 @@ mod tests {
             ServerFrame::parse(r#"{"kind":"task.cancel","run_id":"r1"}"#).unwrap(),
             ServerFrame::Cancel(Cancel { run_id: "r1".into(), reason: None })
         );
+    }
+
+    #[test]
+    fn the_frame_limit_holds_an_inline_push_of_the_largest_component() {
+        use base64::Engine as _;
+        // (largest component, frame limit): the floor, then base64 of the bytes plus 1 MiB.
+        let table: &[(u64, u64)] = &[
+            (0, 64 << 20),
+            (16 << 20, 64 << 20),
+            (40 << 20, 64 << 20),
+            (48 << 20, 65 << 20),
+            (96 << 20, (128 << 20) + (1 << 20)),
+            (u64::MAX, u64::MAX),
+        ];
+        for &(max, limit) in table {
+            assert_eq!(max_frame_bytes(max) as u64, limit, "{max}");
+        }
+        // The default 16 MiB component, inline, with its manifest, fits with room to spare.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 16 << 20]);
+        assert!(b64.len() + 4096 < max_frame_bytes(16 << 20), "{}", b64.len());
     }
 
     #[test]

@@ -16,12 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::{Backoff, BackoffPolicy};
 use super::frames::ServerFrame;
+use crate::log_throttle::LogThrottle;
 use crate::outbox::Outbox;
 use crate::secret::ApiKey;
 use crate::store::OutboxEntry;
@@ -47,6 +48,9 @@ pub struct SessionConfig {
     pub backoff: BackoffPolicy,
     /// Most frames written before a delivery barrier (ping) is sent.
     pub batch: usize,
+    /// Largest server frame read ([`super::frames::max_frame_bytes`]); a larger one ends the
+    /// connection (it cannot be read to be answered).
+    pub max_frame_bytes: usize,
 }
 
 /// What the rest of the peer sees of the socket.
@@ -140,7 +144,12 @@ impl Gateway {
         // Nagle off: the session already batches its writes (feed, then one flush per batch),
         // and a barrier ping held back behind an unacknowledged frame would wait out the
         // server's delayed ACK (40 ms on Linux) before anything is confirmed.
-        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+        // One limit for messages and frames: a server sends a push as one frame, and the
+        // library's 16 MiB default frame limit dropped inline pushes of 12-16 MiB unanswered.
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(self.config.max_frame_bytes))
+            .max_frame_size(Some(self.config.max_frame_bytes));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
         let (ws, response) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Err(_) => return Err(ConnectError::Failed("connect timed out after 30 s".into())),
             Ok(Err(WsError::Http(resp))) => {
@@ -177,6 +186,7 @@ impl Gateway {
         let mut in_flight: Vec<OutboxEntry> = Vec::new();
         let mut sent_through: Option<u64> = None;
         let mut last_heard = Instant::now();
+        let mut skipped = LogThrottle::new(Duration::from_secs(10));
         let mut ping = tokio::time::interval(self.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
@@ -196,7 +206,7 @@ impl Gateway {
                 frame = stream.next() => {
                     last_heard = Instant::now();
                     match frame {
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), &mut skipped).await,
                         Some(Ok(Message::Pong(payload))) => {
                             if let Ok(bytes) = <[u8; 8]>::try_from(payload.as_ref()) {
                                 let seq = u64::from_be_bytes(bytes);
@@ -211,8 +221,17 @@ impl Gateway {
                             let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
                             break SessionEnd::Closed(code, reason);
                         }
-                        Some(Ok(Message::Binary(_))) => tracing::warn!("skipped a binary frame from the server (protocol frames are JSON text)"),
+                        Some(Ok(Message::Binary(_))) => {
+                            if let Some(more) = skipped.admit(Instant::now()) {
+                                tracing::warn!(more_skipped = more, "skipped a binary frame from the server (protocol frames are JSON text)");
+                            }
+                        }
                         Some(Ok(_)) => {}
+                        // The library stops reading mid-frame, so the connection cannot go
+                        // on (nor send a close): drop it, and say what the server must do.
+                        Some(Err(WsError::Capacity(e))) => break SessionEnd::Dropped(format!(
+                            "the server sent a frame over this peer's {}-byte limit ({e}); a component that large must be pushed by `url`",
+                            self.config.max_frame_bytes)),
                         Some(Err(e)) => break SessionEnd::Dropped(format!("read failed: {e}")),
                         None => break SessionEnd::Dropped("the server closed the TCP connection".into()),
                     }
@@ -276,14 +295,19 @@ impl Gateway {
         }
     }
 
-    async fn on_text(&self, text: &str) {
+    async fn on_text(&self, text: &str, skipped: &mut LogThrottle) {
         match ServerFrame::parse(text) {
             Ok(frame) => {
                 if self.frames.send(frame).await.is_err() {
                     tracing::warn!("dispatcher is gone; dropped a server frame");
                 }
             }
-            Err(e) => tracing::warn!("skipped a server frame: {e}"),
+            Err(e) => {
+                if let Some(more) = skipped.admit(Instant::now()) {
+                    let also = if more > 0 { format!(" ({more} more skipped since the last such line)") } else { String::new() };
+                    tracing::warn!("skipped a server frame: {e}{also}");
+                }
+            }
         }
     }
 }

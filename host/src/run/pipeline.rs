@@ -9,13 +9,15 @@
 //! run drives its pipeline from a dedicated thread, and `replay` drives the same pipeline
 //! from a file — one code path for both.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::time::iso8601;
 
+use super::budget::RunBudget;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
 use crate::sandbox::convert::provider_ref;
+use crate::sandbox::instance::{deviation_bytes, event_bytes};
 use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance};
 
 /// What a run needs to start.
@@ -39,6 +41,7 @@ pub struct RunPipeline {
     matcher: Option<MatcherInstance>,
     /// The first component fault of the run: (digest, what happened). Quarantine counts it.
     fault: Option<(String, String)>,
+    budget: RunBudget,
 }
 
 impl RunPipeline {
@@ -54,6 +57,7 @@ impl RunPipeline {
             mapper: None,
             matcher: None,
             fault: None,
+            budget: RunBudget::new(&spec.limits, Instant::now()),
         };
         let mut out = Vec::new();
         if let Err(fault) = run.instantiate(&spec) {
@@ -99,7 +103,14 @@ impl RunPipeline {
             return out;
         }
         let Some(mapper) = self.mapper.as_mut() else { return out };
-        match mapper.map_line(line) {
+        let mapped = mapper.map_line(line).and_then(|events| {
+            let bytes = events.iter().map(event_bytes).sum::<usize>() as u64;
+            match self.budget.charge(events.len() as u64, bytes, Instant::now()) {
+                Ok(()) => Ok(events),
+                Err(o) => Err(mapper.overrun("map-line", o.what, o.limit)),
+            }
+        });
+        match mapped {
             Ok(events) => {
                 for event in events {
                     if let Err(fault) = self.apply(event, &mut out) {
@@ -160,7 +171,12 @@ impl RunPipeline {
                 }));
                 if let (Some(subject), Some(matcher)) = (step.subject, self.matcher.as_mut()) {
                     let evidence = evidence.unwrap_or_default();
-                    for d in matcher.check(&subject, &evidence)? {
+                    let devs = matcher.check(&subject, &evidence)?;
+                    let bytes = devs.iter().map(deviation_bytes).sum::<usize>() as u64;
+                    if let Err(o) = self.budget.charge(devs.len() as u64, bytes, Instant::now()) {
+                        return Err(matcher.overrun("check", o.what, o.limit));
+                    }
+                    for d in devs {
                         out.push(PeerMessage::Deviation(p::Deviation {
                             run_id: self.run_id.clone(),
                             skill_id: d.skill_id,

@@ -52,7 +52,8 @@ pub async fn replay(
         matcher: &components.matcher.component,
         rules,
         started_at: SystemTime::now(),
-        limits: opts.limits,
+        // A file has no clock: it maps as fast as it reads, so only the live rate is capped.
+        limits: Limits { max_run_rate: None, ..opts.limits },
     });
     let mut stats = ReplayStats::default();
     let mut emit = |msgs: Vec<PeerMessage>, stats: &mut ReplayStats| {

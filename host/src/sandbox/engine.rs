@@ -10,7 +10,7 @@ use std::thread;
 
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::limits::EPOCH_TICK;
+use super::limits::{EPOCH_TICK, MAX_WASM_STACK};
 
 /// The shared engine plus its epoch ticker; the ticker stops when the last clone is dropped.
 #[derive(Clone)]
@@ -32,12 +32,7 @@ impl Drop for Ticker {
 impl SandboxEngine {
     pub fn new() -> anyhow::Result<SandboxEngine> {
         let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(OptLevel::Speed)
-            // A guest that recurses without bound traps here instead of eating the host stack.
-            .max_wasm_stack(1 << 20);
+        config.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(OptLevel::Speed).max_wasm_stack(MAX_WASM_STACK);
         // For authors profiling a component with `perf`: JIT code gets names in
         // /tmp/perf-<pid>.map. Off by default; it changes nothing a component can do.
         if std::env::var_os("ORGX_WASM_PERFMAP").is_some_and(|v| v == "1") {

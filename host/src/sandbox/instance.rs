@@ -40,6 +40,10 @@ pub enum FaultKind {
     Memory { limit: usize, asked: usize },
     /// The call returned more than the output limit.
     Output { limit: usize, returned: usize },
+    /// The call returned more events (`map-line`) or deviations (`check`) than one call may.
+    Items { what: &'static str, limit: usize, returned: usize },
+    /// The run as a whole sent more than it may (`what`: messages, bytes, or the rate).
+    RunBudget { what: &'static str, limit: String },
     /// The component trapped (panic, unreachable, bad memory access, stack overflow, ...).
     Trap(String),
     /// An earlier call faulted; the instance is discarded.
@@ -69,6 +73,10 @@ impl fmt::Display for Fault {
             FaultKind::Output { limit, returned } => {
                 write!(f, "component `{c}` exceeded its output limit ({limit} bytes; returned {returned}) in `{call}`")
             }
+            FaultKind::Items { what, limit, returned } => {
+                write!(f, "component `{c}` exceeded its per-call limit of {limit} {what}: `{call}` returned {returned}")
+            }
+            FaultKind::RunBudget { what, limit } => write!(f, "component `{c}` exceeded the run's {what} limit ({limit}) in `{call}`"),
             FaultKind::Trap(msg) => write!(f, "component `{c}` trapped in `{call}`: {msg}"),
             FaultKind::Poisoned => write!(f, "component `{c}` faulted earlier and was discarded (`{call}` not called)"),
         }
@@ -121,11 +129,18 @@ impl Guarded {
                 } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     FaultKind::Deadline(deadline)
                 } else {
-                    FaultKind::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_string())
+                    FaultKind::Trap(trap_cause(&e))
                 };
                 Err(self.fault(call, kind))
             }
         }
+    }
+
+    fn check_items(&mut self, call: &'static str, what: &'static str, returned: usize) -> Result<(), Fault> {
+        if returned > self.limits.max_items_per_call {
+            return Err(self.fault(call, FaultKind::Items { what, limit: self.limits.max_items_per_call, returned }));
+        }
+        Ok(())
     }
 
     fn check_output(&mut self, call: &'static str, returned: usize) -> Result<(), Fault> {
@@ -133,6 +148,29 @@ impl Guarded {
             return Err(self.fault(call, FaultKind::Output { limit: self.limits.max_output_bytes, returned }));
         }
         Ok(())
+    }
+}
+
+/// A trap's cause in one line. wasmtime's error puts "error while executing at wasm
+/// backtrace:" and the frames first and the trap itself in the chain, so the first line of
+/// the message says nothing; the trap code (or the root cause) is what a user can act on.
+fn trap_cause(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => {
+            format!(
+                "stack overflow: the call used more than its {} KiB wasm stack limit (unbounded recursion?)",
+                super::limits::MAX_WASM_STACK >> 10
+            )
+        }
+        Some(Trap::UnreachableCodeReached) => {
+            "wasm `unreachable` executed (a Rust guest panics this way; its panic message is in the peer's log)".into()
+        }
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => {
+            let root = e.root_cause().to_string();
+            let line = root.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("error while executing at wasm backtrace"));
+            line.unwrap_or("unknown error").to_string()
+        }
     }
 }
 
@@ -176,6 +214,12 @@ impl MapperInstance {
         &self.guard.info
     }
 
+    /// The run went over one of its budgets through what this instance returned from `call`:
+    /// a fault like any other (the instance is discarded, quarantine counts it).
+    pub fn overrun(&mut self, call: &'static str, what: &'static str, limit: String) -> Fault {
+        self.guard.fault(call, FaultKind::RunBudget { what, limit })
+    }
+
     pub fn begin(&mut self, ctx: &types::RunContext) -> Result<(), Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.setup_deadline;
@@ -192,6 +236,7 @@ impl MapperInstance {
             MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_map_line(s, line).map(|e| e.into_iter().map(Into::into).collect()),
             MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_map_line(s, line),
         })?;
+        self.guard.check_items("map-line", "events", events.len())?;
         let size = events.iter().map(event_bytes).sum();
         self.guard.check_output("map-line", size)?;
         Ok(events)
@@ -238,6 +283,12 @@ impl MatcherInstance {
         &self.guard.info
     }
 
+    /// The run went over one of its budgets through what this instance returned from `call`:
+    /// a fault like any other (the instance is discarded, quarantine counts it).
+    pub fn overrun(&mut self, call: &'static str, what: &'static str, limit: String) -> Fault {
+        self.guard.fault(call, FaultKind::RunBudget { what, limit })
+    }
+
     pub fn begin(&mut self, run_id: &str, rules: &[m::Rule]) -> Result<Vec<m::RuleWarning>, Fault> {
         let b = &self.bindings;
         let d = self.guard.limits.setup_deadline;
@@ -262,13 +313,19 @@ impl MatcherInstance {
             }
             MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_check(s, subject, evidence_ref),
         })?;
-        let size = devs.iter().map(|d| d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len()).sum();
+        self.guard.check_items("check", "deviations", devs.len())?;
+        let size = devs.iter().map(deviation_bytes).sum();
         self.guard.check_output("check", size)?;
         Ok(devs)
     }
 }
 
-fn event_bytes(e: &types::Event) -> usize {
+/// Bytes of text in what a call returned: what the output limit and the run's byte budget count.
+pub fn deviation_bytes(d: &m::Deviation) -> usize {
+    d.skill_id.len() + d.evidence_kind.len() + d.evidence_ref.len() + d.dedupe_key.len()
+}
+
+pub fn event_bytes(e: &types::Event) -> usize {
     match e {
         types::Event::Started(h) => h.as_ref().map_or(0, String::len),
         types::Event::FirstResponse => 0,

@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+/// Wasm stack per call: a guest that recurses without bound traps here, named as this limit,
+/// instead of eating the host thread's stack.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -23,6 +27,22 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Most bytes of stdout/stderr an instance may log over its life.
     pub max_log_bytes: usize,
+    /// Most events one `map-line` (or deviations one `check`) may return: a real line maps
+    /// to a handful, so a longer list is a flood, refused before it becomes messages.
+    pub max_items_per_call: usize,
+    /// What one run may send in all: messages, and bytes of component-written text.
+    pub max_run_messages: u64,
+    pub max_run_bytes: u64,
+    /// How fast one run may send, sustained; `None` where there is no clock to speak of
+    /// (`replay` maps a file as fast as it reads it).
+    pub max_run_rate: Option<Rate>,
+}
+
+/// A token bucket: `burst` messages at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 impl Default for Limits {
@@ -34,6 +54,13 @@ impl Default for Limits {
             setup_deadline: Duration::from_secs(20),
             max_output_bytes: 32 << 20,
             max_log_bytes: 64 << 10,
+            // The busiest real line (an assistant turn with many tool calls) maps to tens.
+            max_items_per_call: 1_000,
+            // The longest recorded session is 8,000 lines: 25 times that is still a real run.
+            max_run_messages: 200_000,
+            max_run_bytes: 128 << 20,
+            // The real CLIs print tens of lines a second; a replayed transcript bursts.
+            max_run_rate: Some(Rate { per_second: 5_000, burst: 50_000 }),
         }
     }
 }

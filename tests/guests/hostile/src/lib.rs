@@ -6,7 +6,7 @@ use std::cell::RefCell;
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "mapper-component" });
 
 use exports::orgx::peer::mapper::Guest;
-use orgx::peer::types::{EndReason, Event, Failed, RunContext, Step, StepKind, Terminal};
+use orgx::peer::types::{EndReason, Event, Failed, MatchSubject, RuleOn, RunContext, Step, StepKind, Terminal};
 
 struct Hostile;
 
@@ -18,6 +18,10 @@ thread_local! {
 fn recurse(n: u64) -> u64 {
     // `black_box` keeps the compiler from turning the recursion into a loop.
     std::hint::black_box(recurse(std::hint::black_box(n + 1))) + 1
+}
+
+fn one_byte_step() -> Event {
+    Event::Step(Step { kind: StepKind::Chat, summary: "x".into(), evidence_ref: None, confidence: None, subject: None })
 }
 
 impl Guest for Hostile {
@@ -50,12 +54,26 @@ impl Guest for Hostile {
                 confidence: None,
                 subject: None,
             })],
+            // A flood: 100,000 or a million one-byte steps for one line (the per-call item
+            // limit), and just under that limit on every line (the run's budgets).
+            b"flood" => (0..100_000).map(|_| one_byte_step()).collect(),
+            b"flood-1m" => (0..1_000_000).map(|_| one_byte_step()).collect(),
+            b"many" => (0..999).map(|_| one_byte_step()).collect(),
             b"spam" => {
                 for _ in 0..5_000 {
                     eprintln!("hostile guest floods its stderr");
                 }
                 Vec::new()
             }
+            // `subject:TEXT`: a tool-call step whose subject the matcher sees (the flooding
+            // matcher reads `flood:N` there).
+            l if l.starts_with(b"subject:") => vec![Event::Step(Step {
+                kind: StepKind::ToolCall,
+                summary: "tool call".into(),
+                evidence_ref: Some("ev".into()),
+                confidence: None,
+                subject: Some(MatchSubject { on: RuleOn::ToolCall, text: String::from_utf8_lossy(&l[8..]).into_owned() }),
+            })],
             _ => vec![Event::Step(Step {
                 kind: StepKind::Chat,
                 summary: String::from_utf8_lossy(&line).into_owned(),
