@@ -304,8 +304,7 @@ impl Gateway {
             }
             Err(e) => {
                 if let Some(more) = skipped.admit(Instant::now()) {
-                    let also = if more > 0 { format!(" ({more} more skipped since the last such line)") } else { String::new() };
-                    tracing::warn!("skipped a server frame: {e}{also}");
+                    tracing::warn!(more_skipped = more, "skipped a server frame: {e}");
                 }
             }
         }
