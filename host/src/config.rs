@@ -13,6 +13,7 @@ use crate::daemon::DaemonConfig;
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId};
 use crate::heartbeat::Activation;
+use crate::metrics::MetricsAddr;
 use crate::secret::ApiKey;
 use crate::trust::TrustedKeys;
 
@@ -108,6 +109,15 @@ pub struct StartArgs {
     /// Largest component accepted (bytes).
     #[arg(long, env = "ORGX_MAX_COMPONENT_BYTES", default_value_t = crate::components::registry::DEFAULT_MAX_COMPONENT_BYTES)]
     pub max_component_bytes: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (an IP and port: `127.0.0.1:9464`).
+    /// Off by default; a non-loopback address is refused unless ORGX_METRICS_ALLOW_REMOTE.
+    #[arg(long, env = "ORGX_METRICS_ADDR", value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Allow ORGX_METRICS_ADDR to be a non-loopback address. The endpoint has no
+    /// authentication: whoever reaches it sees the peer's drivers, components and run counts.
+    #[arg(long, env = "ORGX_METRICS_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_allow_remote: bool,
     /// The drivers' own settings from the config file's `[driver.<id>]` tables, by the name of
     /// the environment variable each stands for (`ORGX_CODEX_MODEL`); the environment wins.
     #[arg(skip)]
@@ -165,6 +175,13 @@ impl StartArgs {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));
         }
         let enabled_drivers = self.drivers.as_deref().map(parse_drivers).transpose()?;
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| MetricsAddr::parse(a, self.metrics_allow_remote))
+            .transpose()
+            .map_err(|e| ConfigError(e.to_string()))?;
         let ms = Duration::from_millis;
         Ok(DaemonConfig {
             api_key,
@@ -194,6 +211,7 @@ impl StartArgs {
             components_poll: ms(self.components_poll_ms.max(10)),
             dev_unsigned_local: self.dev_unsigned_local,
             max_component_bytes: self.max_component_bytes.max(1),
+            metrics_addr,
         })
     }
 }

@@ -163,13 +163,13 @@ settings! {
     path { api_key_file, data_dir, trusted_keys_file, components_dir }
     opt {
         workspace_id: String, runner_instance_id: String, activation_attempt_id: String, runner_role: String,
-        drivers: List, trusted_keys: List
+        drivers: List, trusted_keys: List, metrics_addr: String
     }
     val {
         base_url: String, plugin_id: String, max_concurrent_runs: usize, max_line_bytes: usize, ping_interval_ms: u64,
         dead_after_ms: u64, reconnect_first_ms: u64, reconnect_cap_ms: u64, reconnect_stable_ms: u64,
         presence_interval_ms: u64, license_interval_s: u64, receipt_grace_ms: u64, components_poll_ms: u64,
-        dev_unsigned_local: bool, max_component_bytes: u64
+        dev_unsigned_local: bool, max_component_bytes: u64, metrics_allow_remote: bool
     }
 }
 

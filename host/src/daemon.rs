@@ -61,6 +61,8 @@ pub struct DaemonConfig {
     pub components_poll: Duration,
     pub dev_unsigned_local: bool,
     pub max_component_bytes: u64,
+    /// `ORGX_METRICS_ADDR`: where Prometheus metrics are served; `None`: not served.
+    pub metrics_addr: Option<crate::metrics::MetricsAddr>,
 }
 
 /// After the cancel, how long shutdown waits for the runs' terminal messages: the SIGTERM →
@@ -85,8 +87,7 @@ pub enum DaemonExit {
 }
 
 pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the data dir `{}`: {e} (set ORGX_PEER_DATA_DIR)", cfg.data_dir.display()))?;
+    // The store creates the data dir: its error names the fault and the fix (`store::open`).
     let store = Store::open(&cfg.data_dir.join("peer.redb"))?;
     let installation_id = installation_id(&store)?;
     // Orphans of runs re-parent to the peer, not PID 1, so their trees stay walkable.
@@ -234,8 +235,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     // Skill rules on every connect; a failure keeps the last rules.
     tokio::spawn(rules_loop(api.clone(), cfg.workspace_id.clone(), store.clone(), rules_tx, link.clone(), shutdown.clone()));
     tokio::spawn(
-        ReceiptPoster { api: api.clone(), outbox: outbox.clone(), link: link.clone(), grace: cfg.receipt_grace, backoff: cfg.backoff }
-            .run(shutdown.clone()),
+        ReceiptPoster {
+            api: api.clone(),
+            outbox: outbox.clone(),
+            store: store.clone(),
+            link: link.clone(),
+            grace: cfg.receipt_grace,
+            backoff: cfg.backoff,
+        }
+        .run(shutdown.clone()),
     );
     let status_task = {
         let (link, in_flight, outbox, beats, detections, components, rules, cfg2, registry, ids) = (
@@ -277,6 +285,22 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the status socket in `{}`: {e}", cfg.data_dir.display()))?
+    };
+    let metrics_task = match cfg.metrics_addr {
+        Some(addr) => {
+            let (outbox, in_flight) = (outbox.clone(), in_flight.clone());
+            // Gauges of state other parts own are read when scraped, not kept up to date.
+            let scrape = Arc::new(move || {
+                let m = crate::metrics::global();
+                m.set_outbox_depth(outbox.pending_count());
+                m.set_runs_in_flight(in_flight.len());
+                m.encode()
+            });
+            let (bound, task) = crate::metrics::server::start(addr, scrape).await?;
+            tracing::info!(addr = %bound, "metrics served at http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
     };
     // The banner: what this peer is and serves, in one line an operator can quote.
     let runs: Vec<String> =
@@ -322,6 +346,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     }
     dispatch_task.abort();
     status_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let _ = std::fs::remove_file(crate::status::socket_path(&cfg.data_dir));
     // Whatever was handed over (the last deliveries among it) is committed before exit.
     if let Err(e) = outbox.flush().committed().await {
@@ -473,14 +500,20 @@ async fn reap_previous_life(store: &Store, outbox: &Outbox) -> anyhow::Result<()
     for (key, run_id) in store.running_dispatches()? {
         if !outbox.terminal_delivered(&run_id) && !has_queued_terminal(store, &run_id)? {
             tracing::warn!(run_id = %run_id, "run was in flight when the peer stopped; reporting it failed");
-            outbox
-                .push_control(&[PeerMessage::Failed(p::Failed {
-                    run_id: run_id.clone(),
-                    reason: "the peer stopped while the run was in flight".into(),
-                    recoverable: true,
-                })])?
-                .committed()
-                .await?;
+            let failed = PeerMessage::Failed(p::Failed {
+                run_id: run_id.clone(),
+                reason: "the peer stopped while the run was in flight".into(),
+                recoverable: true,
+            });
+            // Killed before its CLI's first line: the server has never heard of the run, and
+            // every run starts with `task.started` (spec §3.9).
+            let msgs = if store.run_started(&run_id)? {
+                vec![failed]
+            } else {
+                let started_at = crate::time::iso8601(std::time::SystemTime::now());
+                vec![PeerMessage::Started(p::Started { run_id: run_id.clone(), started_at, session_handle: None }), failed]
+            };
+            outbox.push_control(&msgs)?.committed().await?;
         }
         store.finish_dispatch(&key)?;
     }

@@ -16,6 +16,7 @@ use crate::driver::Detection;
 use crate::gateway::backoff::{Backoff, BackoffPolicy};
 use crate::gateway::session::LinkState;
 use crate::http::Api;
+use crate::metrics::{self, Beat, BeatOutcome};
 
 /// What the last beats said, for `orgx-peer status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -59,6 +60,7 @@ pub async fn license_loop<T: Send + Sync>(
                         tracing::info!("license heartbeat accepted again; no longer degraded");
                     }
                     s.degraded = false;
+                    metrics::global().heartbeat(Beat::License, BeatOutcome::Ok);
                     tracing::info!("license heartbeat accepted");
                     break;
                 }
@@ -66,11 +68,13 @@ pub async fn license_loop<T: Send + Sync>(
                     let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
                     s.degraded = true;
                     s.last_license_error = Some(e.to_string());
+                    metrics::global().heartbeat(Beat::License, BeatOutcome::Revoked);
                     tracing::warn!("license revoked (HTTP 402): running degraded; runs and deviations continue");
                     break;
                 }
                 Err(e) => {
                     status.lock().unwrap_or_else(|p| p.into_inner()).last_license_error = Some(e.to_string());
+                    metrics::global().heartbeat(Beat::License, BeatOutcome::Error);
                     let delay = retry.next_delay();
                     tracing::warn!(retry_in_ms = delay.as_millis() as u64, "license heartbeat failed: {e}");
                     tokio::select! {
@@ -114,9 +118,11 @@ pub async fn presence_loop(
                     let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
                     s.last_presence_ok = Some(now());
                     s.last_presence_error = None;
+                    metrics::global().heartbeat(Beat::Presence, BeatOutcome::Ok);
                 }
                 Err(e) => {
                     tracing::debug!("presence heartbeat failed: {e}");
+                    metrics::global().heartbeat(Beat::Presence, BeatOutcome::Error);
                     status.lock().unwrap_or_else(|p| p.into_inner()).last_presence_error = Some(e.to_string());
                 }
             }

@@ -10,6 +10,10 @@ use serde_json::Value;
 use crate::gateway::endpoint::BaseUrl;
 use crate::secret::ApiKey;
 
+/// How long one receipt POST may take (the reference's 10 s, §4.2): a stalled server costs a
+/// retry, not the record.
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
@@ -24,13 +28,15 @@ pub enum ApiError {
     Status { endpoint: &'static str, status: StatusCode, body: String },
     #[error("{endpoint}: {message}")]
     Transport { endpoint: &'static str, message: String },
+    #[error("{endpoint}: no answer within {seconds} s")]
+    Timeout { endpoint: &'static str, seconds: u64 },
 }
 
 impl ApiError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
-            ApiError::Transport { .. } => None,
+            ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
         }
     }
 }
@@ -112,8 +118,27 @@ impl Api {
         Ok(bytes)
     }
 
-    pub async fn post_receipt(&self, run_id: &str, body: &Value) -> Result<Value, ApiError> {
-        self.call("receipt", Method::POST, self.base.receipt(run_id), Some(body), Some(run_id)).await
+    /// POST a terminal receipt's exact `body` bytes with its `digest` (§4, §4.2). Any status
+    /// is an answer here: its status and text go to `receipts::ack` to judge; only a request
+    /// that got no answer is an error.
+    pub async fn post_receipt(&self, run_id: &str, body: Vec<u8>, digest: &str) -> Result<(StatusCode, String), ApiError> {
+        let endpoint = "receipt";
+        let resp = self
+            .client
+            .post(self.base.receipt(run_id))
+            .timeout(RECEIPT_TIMEOUT)
+            .header(reqwest::header::AUTHORIZATION, self.key.authorization())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", run_id)
+            .header("X-OrgX-Payload-Digest", digest)
+            .body(body)
+            .send()
+            .await;
+        let timeout = |e: &reqwest::Error| e.is_timeout().then_some(ApiError::Timeout { endpoint, seconds: RECEIPT_TIMEOUT.as_secs() });
+        let resp = resp.map_err(|e| timeout(&e).unwrap_or_else(|| transport_error(endpoint, &e)))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| timeout(&e).unwrap_or_else(|| transport_error(endpoint, &e)))?;
+        Ok((status, text))
     }
 }
 

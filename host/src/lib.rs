@@ -23,6 +23,7 @@ pub mod http;
 pub mod inspect;
 pub mod log_throttle;
 pub mod memory;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod receipts;

@@ -1,5 +1,7 @@
 //! The `orgx-peer` command line. Only this file decides exit codes: 0 success, 1 failure,
-//! 2 bad usage or configuration.
+//! 2 bad usage or configuration, 3 a data dir or store a restart cannot fix (read-only,
+//! damaged, or written by a newer peer: `store::Fault::restart_cannot_fix`). The service
+//! units never restart after 2 or 3 (`RestartPreventExitStatus=2 3`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use orgx_peer::run::replay::{replay, ReplayOptions};
 use orgx_peer::run::DEFAULT_MAX_LINE_BYTES;
 use orgx_peer::sandbox::{Limits, Sandbox};
 use orgx_peer::service::{self, Manager, ServiceError};
+use orgx_peer::store::StoreError;
 use orgx_peer::trust::{Slot, TrustedKeys};
 
 #[derive(Parser)]
@@ -266,6 +269,10 @@ fn main() -> ExitCode {
         {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
+        }
+        Err(e) if e.downcast_ref::<StoreError>().is_some_and(|s| s.fault().restart_cannot_fix()) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -193,6 +193,9 @@ impl Dispatcher {
     /// claimed for dedupe (and is then marked finished once the refusal is stored).
     fn refuse(&self, d: &Dispatch, reason: String, recoverable: bool, recorded: bool) {
         tracing::warn!(run_id = %d.run_id, recoverable, "dispatch refused: {reason}");
+        // The label is a known driver id, never the server's string: series stay bounded.
+        let driver = crate::driver::by_id(&d.task.driver).map_or("unknown", |x| x.id);
+        crate::metrics::global().run_ended(driver, crate::metrics::RunOutcome::Refused);
         let now = iso8601(SystemTime::now());
         let msgs = [
             PeerMessage::Started(p::Started { run_id: d.run_id.clone(), started_at: now, session_handle: None }),

@@ -32,6 +32,7 @@ pub async fn answer(registry: &Arc<Registry>, push: ComponentPush, api: Option<&
         Err(r) => Err(r),
     };
     let ms = started.elapsed().as_millis() as u64;
+    crate::metrics::global().push_admission(result.as_ref().err().map(|r| r.stage.as_str()));
     let (status, stage, reason) = match &result {
         Ok(a) => {
             tracing::info!(push_id = %push.push_id, slot = %a.slot, name = %a.name, version = a.version, ms, cached = a.cached, changed = a.changed, "pushed component activated");

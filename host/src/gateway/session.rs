@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -22,7 +20,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::{Backoff, BackoffPolicy};
 use super::frames::ServerFrame;
+use super::handshake::{self, HandshakeError};
 use crate::log_throttle::LogThrottle;
+use crate::metrics::ConnectionEnd;
 use crate::outbox::Outbox;
 use crate::secret::ApiKey;
 use crate::store::OutboxEntry;
@@ -106,8 +106,14 @@ impl Gateway {
                             tracing::error!(code, "gateway closed the connection: {why}; not reconnecting");
                             return self.stop(GatewayStop::Refused(why));
                         }
-                        SessionEnd::Closed(code, reason) => format!("server closed the connection with code {code} ({reason})"),
-                        SessionEnd::Dropped(why) => why,
+                        SessionEnd::Closed(code, reason) => {
+                            crate::metrics::global().reconnect(ConnectionEnd::Closed(code));
+                            format!("server closed the connection with code {code} ({reason})")
+                        }
+                        SessionEnd::Dropped(why) => {
+                            crate::metrics::global().reconnect(ConnectionEnd::Dropped);
+                            why
+                        }
                     }
                 }
                 Err(ConnectError::Refused(why)) => {
@@ -115,7 +121,10 @@ impl Gateway {
                     tracing::error!("gateway handshake refused: {why}; not reconnecting");
                     return self.stop(GatewayStop::Refused(why));
                 }
-                Err(ConnectError::Failed(why)) => why,
+                Err(ConnectError::Failed(why)) => {
+                    crate::metrics::global().reconnect(ConnectionEnd::ConnectFailed);
+                    why
+                }
             };
             // Whatever the server or the network put in it, it reaches logs and `status`.
             let err = crate::redact::transport(&err);
@@ -135,47 +144,35 @@ impl Gateway {
     }
 
     async fn connect(&self) -> Result<Ws, ConnectError> {
-        let mut request =
-            self.config.url.as_str().into_client_request().map_err(|e| ConnectError::Failed(format!("bad gateway URL: {e}")))?;
-        let protocols = format!("{PROTOCOL_VERSION}, {}", self.config.api_key.subprotocol());
-        let value =
-            HeaderValue::from_str(&protocols).map_err(|_| ConnectError::Refused("the API key cannot be sent as a subprotocol".into()))?;
-        request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, value);
-        // Nagle off: the session already batches its writes (feed, then one flush per batch),
-        // and a barrier ping held back behind an unacknowledged frame would wait out the
-        // server's delayed ACK (40 ms on Linux) before anything is confirmed.
         // One limit for messages and frames: a server sends a push as one frame, and the
         // library's 16 MiB default frame limit dropped inline pushes of 12-16 MiB unanswered.
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes));
-        let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-        let (ws, response) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
+        // Our own handshake (`handshake`): tungstenite's client refuses an answer that selects
+        // no subprotocol, which §1.1 says a server may send. Nagle is off there: the session
+        // already batches its writes (feed, then one flush per batch), and a barrier ping held
+        // back behind an unacknowledged frame would wait out the server's delayed ACK (40 ms
+        // on Linux) before anything is confirmed.
+        let connect = handshake::connect(&self.config.url, PROTOCOL_VERSION, &self.config.api_key, ws_config);
+        let (ws, selected) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Err(_) => return Err(ConnectError::Failed("connect timed out after 30 s".into())),
-            Ok(Err(WsError::Http(resp))) => {
-                let status = resp.status();
-                return Err(match status {
-                    StatusCode::UNAUTHORIZED => ConnectError::Refused(
-                        "HTTP 401 Unauthorized: the server does not accept ORGX_API_KEY (check the key and its `gateway:drive` scope)"
-                            .into(),
-                    ),
-                    StatusCode::FORBIDDEN => ConnectError::Refused(
-                        "HTTP 403 Forbidden: the API key may not drive this workspace (check ORGX_WORKSPACE_ID and the key's scopes)"
-                            .into(),
-                    ),
-                    s => ConnectError::Failed(format!("handshake answered HTTP {s}")),
-                });
+            Ok(Err(HandshakeError::Status(401))) => {
+                return Err(ConnectError::Refused(
+                    "HTTP 401 Unauthorized: the server does not accept ORGX_API_KEY (check the key and its `gateway:drive` scope)".into(),
+                ))
             }
-            Ok(Err(e)) => return Err(ConnectError::Failed(format!("cannot connect: {e}"))),
+            Ok(Err(HandshakeError::Status(403))) => {
+                return Err(ConnectError::Refused(
+                    "HTTP 403 Forbidden: the API key may not drive this workspace (check ORGX_WORKSPACE_ID and the key's scopes)".into(),
+                ))
+            }
+            // A server that picks a subprotocol we did not offer will pick it again.
+            Ok(Err(e @ (HandshakeError::Subprotocol(_) | HandshakeError::Url(_)))) => return Err(ConnectError::Refused(e.to_string())),
+            Ok(Err(e)) => return Err(ConnectError::Failed(e.to_string())),
             Ok(Ok(pair)) => pair,
         };
-        let chosen = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
-        if chosen != Some(PROTOCOL_VERSION) {
-            return Err(ConnectError::Refused(format!(
-                "the server chose protocol {:?}, this peer speaks only `{PROTOCOL_VERSION}`",
-                chosen.unwrap_or("none")
-            )));
-        }
+        tracing::debug!(subprotocol = selected.as_deref().unwrap_or("none"), "gateway handshake accepted");
         Ok(ws)
     }
 
@@ -284,6 +281,7 @@ impl Gateway {
                     continue; // the receipt poster has it
                 }
                 sink.feed(Message::Text(entry.message_json.clone().into())).await?;
+                crate::metrics::global().frame_sent();
                 in_flight.push(entry);
                 wrote = true;
             }

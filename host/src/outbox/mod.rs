@@ -9,8 +9,8 @@
 //!
 //! The hand-over is bounded by bytes (`QUEUE_BYTES`): a run whose messages outpace the disk
 //! waits in `push`, which backs up its CLI's pipe — memory never grows without bound. The
-//! receipt poster may take terminal `task.completed` messages over HTTP while the socket is
-//! down; `claims` keeps the two senders from sending one entry at once (a claim is released
+//! receipt poster may take terminal messages (`task.completed`, `task.failed`) over HTTP
+//! while the socket is down; `claims` keeps the two senders from sending one entry at once (a claim is released
 //! only once its delivery is committed), and `terminal_delivered` keeps a run's terminal
 //! message from ever being delivered twice by this peer.
 
@@ -118,7 +118,12 @@ impl Outbox {
     fn hand_over(&self, messages: &[PeerMessage], bounded: bool) -> Result<Ticket, OutboxError> {
         let append: Vec<NewEntry> = messages
             .iter()
-            .map(|m| NewEntry { run_id: m.run_id().to_string(), message_json: m.to_json(), terminal: m.is_terminal() })
+            .map(|m| NewEntry {
+                run_id: m.run_id().to_string(),
+                message_json: m.to_json(),
+                terminal: m.is_terminal(),
+                starts_run: matches!(m, PeerMessage::Started(_)),
+            })
             .collect();
         let (done, ticket) = oneshot::channel();
         self.inner.queue.put(Request::Append { entries: append, done }, bounded).map_err(|_| OutboxError::Closed)?;

@@ -90,7 +90,7 @@ async fn drained_waits_for_deliveries() {
 
 fn append(bytes: usize) -> (Request, tokio::sync::oneshot::Receiver<Result<u64, String>>) {
     let (done, rx) = tokio::sync::oneshot::channel();
-    let entries = vec![NewEntry { run_id: String::new(), message_json: "x".repeat(bytes), terminal: false }];
+    let entries = vec![NewEntry { run_id: String::new(), message_json: "x".repeat(bytes), terminal: false, starts_run: false }];
     (Request::Append { entries, done }, rx)
 }
 

@@ -231,7 +231,10 @@ impl Writer {
                 }
             }
         }
-        let first = match self.commit_with_retry(&append, &acks, &terminal_runs) {
+        let started = Instant::now();
+        let committed = self.commit_with_retry(&append, &acks, &terminal_runs);
+        crate::metrics::global().commit_took(started.elapsed());
+        let first = match committed {
             Ok(first) => first,
             Err(e) => {
                 tracing::error!(lost = append.len(), "the peer stopped before these outgoing messages could be stored: {e}");

@@ -21,6 +21,7 @@ use crate::components::{ActiveComponents, RunReport};
 use crate::driver::probe::GATEWAY_KEYS;
 use crate::driver::{Attribution, Driver, DriverSettings, Launch};
 use crate::gateway::frames::Dispatch;
+use crate::metrics::{RunMeters, RunOutcome};
 use crate::outbox::Outbox;
 use crate::protocol::PeerMessage;
 use crate::rules::Rule;
@@ -87,13 +88,16 @@ pub async fn run(
     let started_at = SystemTime::now();
     let (input, inputs) = mpsc::channel::<Input>(256);
     let (done_tx, mut done) = oneshot::channel::<()>();
+    let meters = crate::metrics::global().run_meters(driver.driver.slot);
     let worker = {
         let mut context = run_context(run_id.clone(), dispatch.task.repo_path.clone(), driver.driver.id);
         let a = driver.attribution.clone();
         (context.detection, context.provider_id, context.model, context.pricing) = (a.detection, a.provider_id, a.model, a.pricing);
-        let (outbox, limits, reports) = (outbox.clone(), cfg.limits, cfg.reports.clone());
+        let (outbox, limits, reports, meters, driver_id) =
+            (outbox.clone(), cfg.limits, cfg.reports.clone(), meters.clone(), driver.driver.id);
         std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
-            let report = pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx);
+            let (report, outcome) = pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx, meters);
+            crate::metrics::global().run_ended(driver_id, outcome);
             if let Some(reports) = reports {
                 let _ = reports.send(report);
             }
@@ -159,12 +163,14 @@ pub async fn run(
             }
             line = stdout.next() => match line {
                 Ok(Some(Line::Full(bytes))) => {
+                    meters.lines_read.inc();
                     if input.send(Input::Line(bytes)).await.is_err() {
                         break None;
                     }
                 }
                 Ok(Some(Line::Oversize { len })) => {
                     oversize_reported += 1;
+                    meters.lines_oversize.inc();
                     tracing::warn!(run_id = %run_id, len, limit = cfg.max_line_bytes, "skipped an oversize stdout line");
                 }
                 Ok(None) | Err(_) => {
@@ -253,21 +259,34 @@ fn pipeline_thread(
     outbox: Outbox,
     mut inputs: mpsc::Receiver<Input>,
     done: oneshot::Sender<()>,
-) -> RunReport {
+    meters: RunMeters,
+) -> (RunReport, RunOutcome) {
     let run_id = context.run_id.clone();
     let driver = context.driver.clone();
-    let (mut run, first) = RunPipeline::start(RunSpec {
-        context,
-        mapper: &components.mapper(&driver).component,
-        matcher: &components.matcher.component,
-        rules: &rules,
-        started_at,
-        limits,
-    });
+    let (mut run, first) = RunPipeline::start_metered(
+        RunSpec {
+            context,
+            mapper: &components.mapper(&driver).component,
+            matcher: &components.matcher.component,
+            rules: &rules,
+            started_at,
+            limits,
+        },
+        meters,
+    );
+    // How the run ended, for `orgx_peer_runs_total`: its terminal message, and whether the
+    // end it answered was a cancel or a timeout.
+    let mut outcome = RunOutcome::Failed;
+    let mut ended_by: Option<RunOutcome> = None;
     // Lines are handed over without waiting for their commit (the writer groups them); only
     // the terminal message is waited for, so the dispatch is recorded finished only after
     // its terminal message is on disk.
-    let push = |msgs: Vec<PeerMessage>, wait: bool| {
+    let mut push = |msgs: Vec<PeerMessage>, wait: bool, ended_by: Option<RunOutcome>| {
+        match msgs.last() {
+            Some(PeerMessage::Completed(_)) => outcome = RunOutcome::Completed,
+            Some(PeerMessage::Failed(_)) => outcome = ended_by.unwrap_or(RunOutcome::Failed),
+            _ => {}
+        }
         let handed = outbox.push(&msgs);
         let stored = match handed {
             Ok(ticket) if wait => ticket.wait().map(drop),
@@ -279,19 +298,27 @@ fn pipeline_thread(
         }
     };
     // A start that faulted is already done: its started + failed go out (and are waited for) here.
-    push(first, run.is_done());
+    push(first, run.is_done(), None);
     while !run.is_done() {
         let msgs = match inputs.blocking_recv() {
             Some(Input::Line(line)) => run.on_line(&line),
-            Some(Input::End(reason, tail)) => run.on_end(&reason, tail.as_deref()),
+            Some(Input::End(reason, tail)) => {
+                ended_by = match reason {
+                    t::EndReason::Cancelled(_) => Some(RunOutcome::Cancelled),
+                    t::EndReason::TimedOut(_) => Some(RunOutcome::TimedOut),
+                    _ => None,
+                };
+                run.on_end(&reason, tail.as_deref())
+            }
             Some(Input::Fail(reason, recoverable)) => run.fail(reason, recoverable),
             // The async side is gone without an end: still close the run.
             None => run.fail("the peer lost track of the run".into(), true),
         };
-        push(msgs, run.is_done());
+        push(msgs, run.is_done(), ended_by);
     }
     let _ = done.send(());
-    RunReport { served_by: components.digests().iter().map(|d| d.to_string()).collect(), faulted: run.fault().cloned() }
+    let report = RunReport { served_by: components.digests().iter().map(|d| d.to_string()).collect(), faulted: run.fault().cloned() };
+    (report, outcome)
 }
 
 fn short(s: &str) -> String {

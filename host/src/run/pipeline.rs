@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::time::iso8601;
 
 use super::budget::RunBudget;
+use crate::metrics::RunMeters;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
 use crate::sandbox::convert::provider_ref;
@@ -42,12 +43,20 @@ pub struct RunPipeline {
     /// The first component fault of the run: (digest, what happened). Quarantine counts it.
     fault: Option<(String, String)>,
     budget: RunBudget,
+    /// Component calls are counted here, resolved once per run (the per-line path takes no lock).
+    meters: RunMeters,
 }
 
 impl RunPipeline {
     /// Instantiate the run's components and load its rules. A fault here still yields a
     /// well-formed run: the returned messages then hold `task.started` and `task.failed`.
     pub fn start(spec: RunSpec<'_>) -> (RunPipeline, Vec<PeerMessage>) {
+        Self::start_metered(spec, RunMeters::default())
+    }
+
+    /// [`RunPipeline::start`], counting component calls into `meters` (a live run's, which the
+    /// metrics endpoint serves; replays and benchmarks count into detached ones).
+    pub fn start_metered(spec: RunSpec<'_>, meters: RunMeters) -> (RunPipeline, Vec<PeerMessage>) {
         let mut run = RunPipeline {
             run_id: spec.context.run_id.clone(),
             started_at: iso8601(spec.started_at),
@@ -58,6 +67,7 @@ impl RunPipeline {
             matcher: None,
             fault: None,
             budget: RunBudget::new(&spec.limits, Instant::now()),
+            meters,
         };
         let mut out = Vec::new();
         if let Err(fault) = run.instantiate(&spec) {
@@ -69,9 +79,11 @@ impl RunPipeline {
     fn instantiate(&mut self, spec: &RunSpec<'_>) -> Result<(), Fault> {
         let limits = spec.limits;
         let mut mapper = MapperInstance::new(spec.mapper, limits)?;
+        self.meters.mapper_calls.inc();
         mapper.begin(&spec.context)?;
         let mut matcher = MatcherInstance::new(spec.matcher, limits)?;
         let rules: Vec<m::Rule> = spec.rules.iter().map(Into::into).collect();
+        self.meters.matcher_calls.inc();
         for w in matcher.begin(&spec.context.run_id, &rules)? {
             let skill = spec.rules.get(w.index as usize).map_or("?", |r| r.skill_id.as_str());
             tracing::warn!(run_id = %spec.context.run_id, component = %matcher.component().label(), skill_id = skill,
@@ -103,6 +115,7 @@ impl RunPipeline {
             return out;
         }
         let Some(mapper) = self.mapper.as_mut() else { return out };
+        self.meters.mapper_calls.inc();
         let mapped = mapper.map_line(line).and_then(|events| {
             let bytes = events.iter().map(event_bytes).sum::<usize>() as u64;
             match self.budget.charge(events.len() as u64, bytes, Instant::now()) {
@@ -133,6 +146,7 @@ impl RunPipeline {
             return out;
         }
         let Some(mapper) = self.mapper.as_mut() else { return out };
+        self.meters.mapper_calls.inc();
         match mapper.end(reason, stderr_tail) {
             Ok(terminal) => self.emit_terminal(terminal, &mut out),
             Err(fault) => self.fail_with_fault(&fault, &mut out),
@@ -171,6 +185,7 @@ impl RunPipeline {
                 }));
                 if let (Some(subject), Some(matcher)) = (step.subject, self.matcher.as_mut()) {
                     let evidence = evidence.unwrap_or_default();
+                    self.meters.matcher_calls.inc();
                     let devs = matcher.check(&subject, &evidence)?;
                     let bytes = devs.iter().map(deviation_bytes).sum::<usize>() as u64;
                     if let Err(o) = self.budget.charge(devs.len() as u64, bytes, Instant::now()) {
@@ -243,6 +258,7 @@ impl RunPipeline {
 
     fn fail_with_fault(&mut self, fault: &Fault, out: &mut Vec<PeerMessage>) {
         tracing::error!(run_id = %self.run_id, "{fault}");
+        crate::metrics::global().component_fault(&fault.component);
         if self.fault.is_none() {
             self.fault = Some((fault.sha256.clone(), fault.to_string()));
         }

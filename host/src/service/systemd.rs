@@ -7,8 +7,9 @@
 //!   driver process at once, racing the peer for their exits. At the timeout every process
 //!   left in the unit's cgroup gets SIGKILL, so nothing outlives the service either way.
 //! - `TimeoutStopSec`: `STOP_TIMEOUT`, longer than the peer's whole clean stop.
-//! - `Restart=on-failure` with `RestartPreventExitStatus=2`: exit 2 is a settings error that
-//!   a restart cannot fix. The delay grows from 5 s to 5 min where systemd can (v254,
+//! - `Restart=on-failure` with `RestartPreventExitStatus=2 3`: exit 2 is a settings error,
+//!   exit 3 a data dir or store that cannot be used as it is (read-only, damaged, from a newer
+//!   peer); a restart fixes neither. A full disk exits 1 and is restarted: freeing space fixes it. The delay grows from 5 s to 5 min where systemd can (v254,
 //!   `RestartSteps=`); on older ones the start limit (10 in 10 min) ends a crash loop instead.
 //! - The key: with `LoadCredential=` (v252+) systemd copies the 0600 file into the service's
 //!   private credentials directory and the peer reads it there (`%d`); older systemd gets the
@@ -85,7 +86,7 @@ pub fn unit(spec: &Spec, features: SystemdFeatures) -> String {
         line("RestartSteps=10");
         line("RestartMaxDelaySec=5min");
     }
-    line("RestartPreventExitStatus=2");
+    line("RestartPreventExitStatus=2 3");
     line("KillMode=mixed");
     line("KillSignal=SIGTERM");
     line(&format!("TimeoutStopSec={}s", STOP_TIMEOUT.as_secs()));
@@ -145,7 +146,7 @@ mod tests {
                 "UnsetEnvironment=ORGX_API_KEY",
                 "Restart=on-failure",
                 "RestartSec=5s",
-                "RestartPreventExitStatus=2",
+                "RestartPreventExitStatus=2 3",
                 "KillMode=mixed",
                 "KillSignal=SIGTERM",
                 "TimeoutStopSec=30s",

@@ -8,6 +8,10 @@
 //! Every write commits with redb's default durability (fsync before `commit` returns), so
 //! whatever a caller was told is stored survives a SIGKILL. Orders are sequence numbers
 //! kept in the same transactions as the data, so they stay monotonic across restarts.
+//!
+//! Opening the file, its format record and what a fault of the data dir tells the user live
+//! in `open` (docs/reliability.md, "Disk faults"): every error here carries its `Fault`, so
+//! `main` can pick an exit status a service manager does not restart in a loop.
 
 // The transaction closures return `redb::Error` (160 bytes) only to their caller in this
 // module, on a path that waits for an fsync; boxing it would buy nothing.
@@ -17,10 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
+mod open;
 mod records;
 
+pub use open::{Fault, FORMAT};
 pub use records::RunGroup;
 
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
@@ -30,6 +36,10 @@ const DELIVERED_ORDER: TableDefinition<u64, &str> = TableDefinition::new("delive
 const DISPATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("dispatch");
 const FINISHED_ORDER: TableDefinition<u64, &str> = TableDefinition::new("finished_order");
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// Runs whose `task.started` is committed and whose terminal is not yet delivered: a peer
+/// restarted after a crash must send `task.started` itself before failing a run that never
+/// got that far (spec §3.9), and must not send it twice for one that did.
+const STARTED: TableDefinition<&str, u64> = TableDefinition::new("started");
 
 /// How many delivered run ids and finished dispatch keys are remembered.
 pub const DELIVERED_KEPT: u64 = 10_000;
@@ -40,6 +50,13 @@ pub const FINISHED_KEPT: u64 = 1_000;
 pub struct StoreError {
     path: String,
     message: String,
+    fault: Fault,
+}
+
+impl StoreError {
+    pub fn fault(&self) -> Fault {
+        self.fault
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +73,8 @@ pub struct NewEntry {
     pub run_id: String,
     pub message_json: String,
     pub terminal: bool,
+    /// The run's `task.started` (recorded in `STARTED` with it).
+    pub starts_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +85,7 @@ pub enum Claim {
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<open::Handle>,
     path: Arc<PathBuf>,
     /// Write transactions committed since open (each one fsync): the delivery bench and
     /// `status` read it.
@@ -117,19 +136,12 @@ fn decode_entry(seq: u64, b: &[u8]) -> Option<OutboxEntry> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let err = |message: String| StoreError { path: path.display().to_string(), message };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
-        }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                err("another orgx-peer is using this data dir (stop it, or set ORGX_PEER_DATA_DIR to another directory)".into())
-            }
-            other => {
-                err(format!("cannot open it ({other}); if it is corrupted, move it aside and restart (owed messages in it would be lost)"))
-            }
+        let db = open::first_open(path).map_err(|(fault, cause)| StoreError {
+            path: path.display().to_string(),
+            message: open::advice(fault, path, &cause),
+            fault,
         })?;
-        let store = Store { db: Arc::new(db), path: Arc::new(path.to_path_buf()), commits: Arc::default() };
+        let store = Store { db: Arc::new(open::Handle::new(path, db)), path: Arc::new(path.to_path_buf()), commits: Arc::default() };
         // Create every table once, so readers never see a missing table.
         store.write(|w| {
             w.open_table(OUTBOX)?;
@@ -144,14 +156,31 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError { path: self.path.display().to_string(), message: e.to_string() }
+    fn err(&self, fault: Fault, cause: &str) -> StoreError {
+        StoreError { path: self.path.display().to_string(), message: open::advice(fault, &self.path, cause), fault }
+    }
+
+    /// The database, opened again when an I/O error closed it.
+    fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        self.db.get().map_err(|(fault, cause)| self.err(fault, &cause))
+    }
+
+    /// `e` from an operation on `db`; an I/O error closes `db`, for the next operation to
+    /// open it again (redb refuses everything after one until then).
+    fn failed(&self, db: &Arc<redb::Database>, e: impl Into<redb::Error>) -> StoreError {
+        let e = e.into();
+        let (fault, reopen) = open::redb_fault(&e);
+        if reopen {
+            self.db.poisoned(db);
+        }
+        self.err(fault, &e.to_string())
     }
 
     fn write<R>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let r = f(&txn).map_err(|e| self.err(e))?;
-        txn.commit().map_err(|e| self.err(e))?;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| self.failed(&db, e))?;
+        let r = f(&txn).map_err(|e| self.failed(&db, e))?;
+        txn.commit().map_err(|e| self.failed(&db, e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(r)
     }
@@ -162,8 +191,9 @@ impl Store {
     }
 
     fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        f(&txn).map_err(|e| self.err(e))
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.failed(&db, e))?;
+        f(&txn).map_err(|e| self.failed(&db, e))
     }
 
     /// One group commit of the outbox's writer: append `append` in order, drop the `ack`ed
@@ -176,9 +206,13 @@ impl Store {
             if !append.is_empty() {
                 let mut outbox = w.open_table(OUTBOX)?;
                 let mut buf = Vec::new();
+                let mut started = w.open_table(STARTED)?;
                 for (seq, e) in (first..).zip(append) {
                     encode_entry(&mut buf, &e.run_id, &e.message_json, e.terminal);
                     outbox.insert(seq, buf.as_slice())?;
+                    if e.starts_run {
+                        started.insert(e.run_id.as_str(), seq)?;
+                    }
                 }
                 meta.insert("next_seq", first + append.len() as u64)?;
             }
@@ -188,10 +222,23 @@ impl Store {
                     outbox.remove(*s)?;
                 }
             }
-            for run_id in terminal_delivered {
-                remember_delivered(w, &mut meta, run_id)?;
+            if !terminal_delivered.is_empty() {
+                let mut started = w.open_table(STARTED)?;
+                for run_id in terminal_delivered {
+                    remember_delivered(w, &mut meta, run_id)?;
+                    started.remove(run_id.as_str())?;
+                }
             }
             Ok(first)
+        })
+    }
+
+    /// Whether run `run_id`'s `task.started` was committed (and its terminal not yet delivered).
+    pub fn run_started(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.read(|r| match r.open_table(STARTED) {
+            Ok(t) => Ok(t.get(run_id)?.is_some()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(e.into()),
         })
     }
 
@@ -316,7 +363,21 @@ mod tests {
     use super::*;
 
     fn entry(run_id: &str, json: &str, terminal: bool) -> NewEntry {
-        NewEntry { run_id: run_id.into(), message_json: json.into(), terminal }
+        NewEntry { run_id: run_id.into(), message_json: json.into(), terminal, starts_run: false }
+    }
+
+    /// The restart reaper asks whether a run's `task.started` ever went to disk: yes from its
+    /// commit until its terminal is delivered, no for a run that never started.
+    #[test]
+    fn a_started_run_is_known_until_its_terminal_is_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("peer.redb")).unwrap();
+        assert!(!s.run_started("r1").unwrap(), "a fresh store knows no run");
+        let started = NewEntry { starts_run: true, ..entry("r1", "{}", false) };
+        s.commit_group(&[started, entry("r2", "{}", false)], &[], &[]).unwrap();
+        assert_eq!((s.run_started("r1").unwrap(), s.run_started("r2").unwrap()), (true, false));
+        s.commit_group(&[], &[], &["r1".to_string()]).unwrap();
+        assert!(!s.run_started("r1").unwrap(), "forgotten once its terminal is delivered");
     }
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -394,6 +455,6 @@ mod tests {
         let bad = dir.path().join("bad.redb");
         std::fs::write(&bad, vec![0x5a; 8192]).unwrap();
         let err = Store::open(&bad).err().unwrap().to_string();
-        assert!(err.contains("bad.redb") && err.contains("cannot open it"), "{err}");
+        assert!(err.contains("bad.redb") && err.contains("the file is damaged") && err.contains("mv "), "{err}");
     }
 }

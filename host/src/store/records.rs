@@ -12,6 +12,7 @@ const RUN_GROUP: &str = "pgid/";
 const SLOT: &str = "components/slot/";
 const QUARANTINE: &str = "components/quarantine/";
 const CODE_INTEGRITY: &str = "cwasm/";
+const RECEIPT_BODY: &str = "receipt/";
 
 /// A run's process group, recorded so a restarted peer can kill what a crashed one left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,25 @@ impl Store {
     pub fn set_code_integrity(&self, artifact: &str, sha256: &str) -> Result<(), StoreError> {
         self.put(&format!("{CODE_INTEGRITY}{artifact}"), sha256.as_bytes())
     }
+
+    /// The serialised receipt body of a run's terminal message, as first built: every retry
+    /// sends these bytes, so its digest never changes (§4.2).
+    pub fn receipt_body(&self, run_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&format!("{RECEIPT_BODY}{run_id}"))
+    }
+
+    pub fn set_receipt_body(&self, run_id: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.put(&format!("{RECEIPT_BODY}{run_id}"), body)
+    }
+
+    pub fn clear_receipt_body(&self, run_id: &str) -> Result<(), StoreError> {
+        self.delete(&format!("{RECEIPT_BODY}{run_id}"))
+    }
+
+    /// The runs that have a stored receipt body.
+    pub fn receipt_runs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.scan_prefix(RECEIPT_BODY)?.into_iter().map(|(k, _)| k[RECEIPT_BODY.len()..].to_string()).collect())
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +141,11 @@ mod tests {
         assert_eq!(s.slot_record("matcher").unwrap().as_deref(), Some(&b"{}"[..]));
         assert_eq!(s.slot_record("mapper:claude_code").unwrap(), None);
         assert_eq!(s.cached_rules().unwrap().as_deref(), Some(&b"{\"skills\":[]}"[..]));
+        s.set_receipt_body("run/1", b"{\"a\":1}").unwrap();
+        assert_eq!(s.receipt_body("run/1").unwrap().as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(s.receipt_runs().unwrap(), vec!["run/1".to_string()]);
+        s.clear_receipt_body("run/1").unwrap();
+        assert_eq!((s.receipt_body("run/1").unwrap(), s.receipt_runs().unwrap().len()), (None, 0));
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! The default skill-rule matcher: ECMAScript-regex rules against `file_edit` and
 //! `tool_call` match text, one deviation per dedupe key per run.
 //!
-//! Patterns are compiled with `regress`, an engine with JavaScript semantics (lookaround,
-//! backreferences, named groups; `\d \w \b` ASCII without the `u` flag). To stay fast with
-//! thousands of rules, each rule's required literals (`literal`) go into one Aho-Corasick
-//! automaton per `on` kind: a check scans the text once, and only rules whose literal
-//! occurs — plus the few with no literal — run their regex.
+//! Patterns have JavaScript semantics (lookaround, backreferences, named groups; `\d \w \b`
+//! ASCII without the `u` flag). Each is compiled by `engine`: on a linear-time engine unless
+//! it needs backtracking, so no rule can make a check take exponential time (F5 in
+//! docs/reliability.md). To stay fast with thousands of rules, each rule's required literals
+//! (`literal`) go into one Aho-Corasick automaton per `on` kind: a check scans the text
+//! once, and only rules whose literal occurs — plus the few with no literal — run.
 
+mod engine;
+mod linear;
 mod literal;
+mod redos;
+mod refuse;
+mod syntax;
 
 use aho_corasick::AhoCorasick;
 
+pub use engine::EngineKind;
 pub use literal::required_literals;
 pub use orgx_peer_sdk::types::{Deviation, MatchSubject, Rule, RuleOn, RuleWarning, Severity};
 
@@ -27,7 +34,7 @@ impl orgx_peer_sdk::Matcher for Matcher {
 }
 
 struct Compiled {
-    regex: regress::Regex,
+    engine: engine::Engine,
     key: usize,
 }
 
@@ -55,119 +62,6 @@ pub struct Matcher {
     generation: u32,
 }
 
-/// JavaScript refuses these, but a permissive engine might not: refuse them ourselves.
-fn js_rejects(pattern: &str) -> Option<&'static str> {
-    let b = pattern.as_bytes();
-    let mut i = 0;
-    let mut in_class = false;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'[' if !in_class => in_class = true,
-            b']' if in_class => in_class = false,
-            b'(' if !in_class && b.get(i + 1) == Some(&b'?') => {
-                let next = b.get(i + 2).copied();
-                let ok = matches!(next, Some(b':' | b'=' | b'!'))
-                    || (next == Some(b'<')
-                        && (matches!(b.get(i + 3), Some(b'=' | b'!'))
-                            || b.get(i + 3).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'$')));
-                if !ok {
-                    return Some("inline flags and other `(?…)` groups are not JavaScript syntax");
-                }
-            }
-            b'+' | b'*' | b'?' | b'}' if !in_class && b.get(i + 1) == Some(&b'+') => {
-                return Some("possessive quantifiers are not JavaScript syntax");
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Patterns JavaScript reads one way and `regress` 0.10.5 another, all found by fuzzing
-/// (`fuzz/regressions/rules_compile_and_match/`); refused until the engine is fixed.
-///
-/// - `\x` without two hex digits: JavaScript reads `x` and goes on; regress consumes the next
-///   two characters anyway, so `\xS\|` becomes `x` or the empty pattern, which matches
-///   everything.
-/// - regress numbers groups before parsing by counting every `(`, so `(?:…)` and lookarounds
-///   count as captures (`Parser::parse_capture_groups`). `\N` with N above the real number
-///   of captures but not above the number of `(` becomes a backreference to a group that
-///   does not exist (JavaScript reads a legacy octal escape): `\1(?:a)`. And `\k<name>` of a
-///   named group preceded by a non-capturing `(` refers to the wrong group, or to one that
-///   does not exist: `(?:a)(?<n>b)\k<n>`. Matching a reference to a missing group indexes
-///   past the capture slots: a panic with debug assertions, an unchecked out-of-bounds
-///   access without them.
-fn regress_misreads(pattern: &str) -> Option<&'static str> {
-    let b = pattern.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if b.get(i + 1) == Some(&b'x') && !b.get(i + 2..i + 4).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return Some("`\\x` without two hex digits is misread by the regex engine");
-            }
-            i += 1;
-        }
-        i += 1;
-    }
-    // The index after the class opened at `i` (the first unescaped `]` closes it).
-    let class_end = |mut i: usize| {
-        i += 1;
-        while i < b.len() && b[i] != b']' {
-            i += if b[i] == b'\\' { 2 } else { 1 };
-        }
-        i
-    };
-    let (mut parens, mut captures, mut named_shifted) = (0usize, 0usize, false);
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'[' => i = class_end(i),
-            b'(' => {
-                let plain = b.get(i + 1) != Some(&b'?');
-                let named = !plain && b.get(i + 2) == Some(&b'<') && !matches!(b.get(i + 3), Some(b'=' | b'!'));
-                named_shifted |= named && parens != captures;
-                captures += usize::from(plain || named);
-                parens += 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    if parens == captures {
-        return None;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => {
-                match b.get(i + 1) {
-                    Some(b'1'..=b'9') => {
-                        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit());
-                        let n = digits.fold(0usize, |n, d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
-                        if n > captures && n <= parens {
-                            return Some(
-                                "a backreference to a group that does not exist (`\\N` after `(?…)` groups) is misread by the regex engine",
-                            );
-                        }
-                    }
-                    Some(b'k') if named_shifted => {
-                        return Some("`\\k<name>` of a named group after a `(?…)` group is misread by the regex engine");
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            b'[' => i = class_end(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
 impl Matcher {
     /// Compile `rules` for run `run_id`; a rule that does not compile is disabled with a
     /// warning, and the others go on.
@@ -180,16 +74,12 @@ impl Matcher {
         let mut file_edit = Index::default();
         let mut tool_call = Index::default();
         for (i, rule) in rules.iter().enumerate() {
-            let regex = match js_rejects(&rule.pattern).or_else(|| regress_misreads(&rule.pattern)) {
-                Some(why) => Err(why.to_string()),
-                None => regress::Regex::with_flags(&rule.pattern, "").map_err(|e| e.to_string()),
-            };
-            let regex = match regex {
-                Ok(r) => r,
-                Err(e) => {
+            let engine = match engine::compile(&rule.pattern) {
+                Ok(e) => e,
+                Err(why) => {
                     warnings.push(RuleWarning {
                         index: i as u32,
-                        message: format!("skill `{}`: pattern {:?} does not compile: {e}", rule.skill_id, rule.pattern),
+                        message: format!("skill `{}`: pattern {:?} {why}", rule.skill_id, rule.pattern),
                     });
                     compiled.push(None);
                     continue;
@@ -201,14 +91,21 @@ impl Matcher {
                 keys.push(key);
                 next
             });
-            compiled.push(Some(Compiled { regex, key }));
+            compiled.push(Some(Compiled { engine, key }));
             let (slot, index) = match rule.on {
                 RuleOn::FileEdit => (0, &mut file_edit),
                 RuleOn::ToolCall => (1, &mut tool_call),
             };
             match required_literals(&rule.pattern) {
                 Some(lits) => literals[slot].extend(lits.into_iter().map(|l| (l, i))),
-                None => index.always.push(i),
+                None => {
+                    // It runs on every check: build its automaton now, under `begin`'s longer
+                    // deadline, not in the first check.
+                    if let Some(Some(c)) = compiled.last() {
+                        c.engine.build_now(&rule.pattern);
+                    }
+                    index.always.push(i);
+                }
             }
         }
         for (slot, index) in [&mut file_edit, &mut tool_call].into_iter().enumerate() {
@@ -222,6 +119,11 @@ impl Matcher {
 
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    /// The engine rule `index` runs on, or `None` if it is disabled.
+    pub fn engine(&self, index: usize) -> Option<EngineKind> {
+        Some(self.compiled.get(index)?.as_ref()?.engine.kind())
     }
 
     /// Test one step's match text; returns the deviations it fires, in rule order.
@@ -260,7 +162,7 @@ impl Matcher {
             if self.fired[c.key] {
                 continue;
             }
-            if c.regex.find(text).is_some() {
+            if c.engine.is_match(&self.rules[i].pattern, text) {
                 self.fired[c.key] = true;
                 let rule = &self.rules[i];
                 out.push(Deviation {
@@ -308,4 +210,8 @@ fn build_index(index: &mut Index, literals: Vec<(String, usize)>) {
 }
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worst_case_tests;

@@ -166,3 +166,41 @@ fn octal_escapes_do_not_hide_matches() {
         assert_eq!(keys(&m.check(RuleOn::ToolCall, text, "e")), ["oct:o:r"], "{pattern:?} on {text:?}");
     }
 }
+
+/// Found while writing the pattern reader (`syntax`), by reading regress's parser: without
+/// the `u` flag regress reads `\u{41}` as `A` (JavaScript: 41 `u`s), `\u+041` as U+0041
+/// (`from_str_radix` takes the `+`; JavaScript: `u+041`), and swallows a `\u` after a high
+/// surrogate when the two do not pair (`\uD83D\u0041`: JavaScript reads U+D83D then `A`), and
+/// fails a whole pattern with a quantified lone surrogate (`x\uD83D*` does not match `x`).
+/// Such patterns are disabled, and so is every surrogate escape but a pair outside a class
+/// (regress reads text by code point, JavaScript without `u` by UTF-16 unit); a pair and
+/// plain four-digit escapes stay.
+#[test]
+fn unicode_escapes_regress_misreads_are_disabled() {
+    let misread = |p: &str, text: &str| regress::Regex::with_flags(p, "").unwrap().find(text).is_some();
+    assert!(misread("^\\u{41}$", "A") && !misread("^\\u{41}$", &"u".repeat(41)), "regress reads \\u{{41}} as A");
+    assert!(misread("^\\u+041$", "A"), "regress reads \\u+041 as U+0041");
+    // And a quantified lone surrogate fails the whole pattern (JavaScript: `x` matches).
+    assert!(!misread("x\\uD83D*", "x") && misread("x[\\uD83D]*", "x"), "regress fails a quantified lone surrogate");
+    let bad = [
+        "\\u{41}",
+        "x\\u+041",
+        "\\uD83D\\u0041",
+        "\\uDBFF\\uD800",
+        "\\u",
+        "[\\u12]",
+        "\\u00G0",
+        "x\\uD83D*",
+        "\\uDC00",
+        "[\\uD800-\\uDBFF][\\uDC00-\\uDFFF]",
+        "[\\uD83D\\uDE00]",
+    ];
+    let good = ["\\u0041", "\\uD83D\\uDE00", "[\\u0041-\\u005A]", "\\\\u0041"];
+    let mut rules: Vec<Rule> = bad.iter().enumerate().map(|(i, p)| rule("bad", p, RuleOn::ToolCall, &format!("b{i}"))).collect();
+    rules.extend(good.iter().enumerate().map(|(i, p)| rule("good", p, RuleOn::ToolCall, &format!("g{i}"))));
+    let (mut m, warnings) = Matcher::new("r", rules);
+    let idx: Vec<u32> = warnings.iter().map(|w| w.index).collect();
+    assert_eq!(idx, (0..bad.len() as u32).collect::<Vec<_>>(), "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.message.contains("misread by the regex engine")), "{warnings:?}");
+    assert_eq!(keys(&m.check(RuleOn::ToolCall, "A 😀 \\u0041", "e")), ["good:g0:r", "good:g1:r", "good:g2:r", "good:g3:r"]);
+}

@@ -1,8 +1,13 @@
 //! A recording stand-in of the OrgX server on 127.0.0.1: the gateway WebSocket and the HTTP
 //! endpoints a peer calls, each scriptable (status codes, close codes, dropped or silent
 //! connections) and each recording what it received, for tests to assert on.
+//!
+//! The receipt endpoint answers as §4.2 says a current server does — the acknowledgement
+//! naming the `Idempotency-Key` and the SHA-256 of the bytes it received (computed here, not
+//! copied from the peer's header) — unless a test scripts other answers (`script_receipts`).
+//! The handshake echoes `orgx.v1` unless a test says otherwise (`set_echo`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +29,36 @@ pub struct HttpCall {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// The body exactly as received.
+    pub raw: Vec<u8>,
+}
+
+/// One scripted answer of the receipt endpoint (spec §4.2).
+#[derive(Debug, Clone)]
+pub enum ReceiptReply {
+    /// `200` with the acknowledgement of what was received, with this `disposition`.
+    Ack(&'static str),
+    /// `200` with an acknowledgement naming another operation.
+    AckOtherOperation,
+    /// `200` with an acknowledgement naming another digest.
+    AckOtherDigest,
+    /// `409 {"reason":"run_already_terminal"}`.
+    AlreadyTerminal,
+    /// This status and body text, verbatim (`200 {}`, a proxy's HTML page, a 503 …).
+    Raw(u16, &'static str),
+    /// Read the request and never answer.
+    Hang,
+}
+
+/// What the handshake answer says in `Sec-WebSocket-Protocol`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Echo {
+    /// `orgx.v1`, the offered version.
+    Version,
+    /// No `Sec-WebSocket-Protocol` header at all.
+    Nothing,
+    /// This value, verbatim (a protocol not offered, the `bearer.` entry …).
+    Other(String),
 }
 
 /// What the test tells the live connection to do.
@@ -49,6 +84,8 @@ struct State {
     close_codes: Vec<u16>,
     plan_skills: Value,
     blobs: HashMap<String, Vec<u8>>,
+    receipts: VecDeque<ReceiptReply>,
+    echo: Option<Echo>,
     live: Option<mpsc::UnboundedSender<Command>>,
 }
 
@@ -102,6 +139,27 @@ impl FakeOrgx {
     /// Serve `bytes` (as application/wasm) at `path`, to authorized GETs.
     pub fn serve_bytes(&self, path: &str, bytes: Vec<u8>) {
         self.lock().blobs.insert(path.to_string(), bytes);
+    }
+
+    /// Answer the next receipt POSTs with `replies`, in order; afterwards (and by default)
+    /// with `Ack("persisted")`.
+    pub fn script_receipts(&self, replies: impl IntoIterator<Item = ReceiptReply>) {
+        self.lock().receipts.extend(replies);
+    }
+
+    /// Drop the scripted receipt answers not yet used.
+    pub fn clear_receipt_script(&self) {
+        self.lock().receipts.clear();
+    }
+
+    /// Scripted receipt answers not yet used.
+    pub fn receipt_script_left(&self) -> usize {
+        self.lock().receipts.len()
+    }
+
+    /// What later handshake answers put in `Sec-WebSocket-Protocol` (default `Echo::Version`).
+    pub fn set_echo(&self, echo: Echo) {
+        self.lock().echo = Some(echo);
     }
 
     pub fn set_plan_skills(&self, body: Value) {
@@ -230,7 +288,15 @@ impl FakeOrgx {
             if protocols.len() != 2 || protocols[0] != "orgx.v1" || protocols[1] != format!("bearer.{key}") {
                 return Err(reject(401));
             }
-            resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("orgx.v1"));
+            match st.echo.clone().unwrap_or(Echo::Version) {
+                Echo::Version => {
+                    resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("orgx.v1"));
+                }
+                Echo::Nothing => {}
+                Echo::Other(v) => {
+                    resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&v).expect("a header value"));
+                }
+            }
             Ok(resp)
         };
         let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
@@ -309,12 +375,13 @@ impl FakeOrgx {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        let body = serde_json::from_slice(&buf[head_end..(head_end + len).min(buf.len())]).unwrap_or(Value::Null);
+        let raw = buf[head_end..(head_end + len).min(buf.len())].to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         let path = target.split('?').next().unwrap_or("").to_string();
         let authorized = headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {}", self.key));
         let blob = if authorized { self.lock().blobs.get(&path).cloned() } else { None };
         if let Some(bytes) = blob {
-            self.lock().calls.push(HttpCall { method, path, headers, body });
+            self.lock().calls.push(HttpCall { method, path, headers, body, raw });
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 bytes.len()
@@ -324,18 +391,28 @@ impl FakeOrgx {
             let _ = stream.shutdown().await;
             return;
         }
-        let (status, reply) = {
+        let is_receipt = method == "POST" && path.starts_with("/api/v1/runs/") && path.ends_with("/receipt");
+        let (status, text) = {
             let mut st = self.lock();
-            st.calls.push(HttpCall { method, path: path.clone(), headers: headers.clone(), body });
+            st.calls.push(HttpCall { method, path: path.clone(), headers: headers.clone(), body, raw: raw.clone() });
             let scripted = st.statuses.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, s)| *s);
             match (authorized, scripted) {
-                (false, _) => (401, json!({"error": "unauthorized"})),
-                (true, Some(s)) => (s, json!({"status": s})),
-                (true, None) if path == "/api/v1/plan-skills" => (200, st.plan_skills.clone()),
-                (true, None) => (200, json!({"ok": true})),
+                (false, _) => (401, json!({"error": "unauthorized"}).to_string()),
+                (true, Some(s)) => (s, json!({"status": s}).to_string()),
+                (true, None) if is_receipt => {
+                    let reply = st.receipts.pop_front().unwrap_or(ReceiptReply::Ack("persisted"));
+                    let operation = headers.get("idempotency-key").cloned().unwrap_or_default();
+                    // `None`: hold the connection open, answering nothing (the peer times out).
+                    receipt_answer(reply, &operation, &raw).unwrap_or((0, String::new()))
+                }
+                (true, None) if path == "/api/v1/plan-skills" => (200, st.plan_skills.to_string()),
+                (true, None) => (200, json!({"ok": true}).to_string()),
             }
         };
-        let text = reply.to_string();
+        if status == 0 {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
         let resp = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
             text.len()
@@ -343,4 +420,22 @@ impl FakeOrgx {
         let _ = stream.write_all(resp.as_bytes()).await;
         let _ = stream.shutdown().await;
     }
+}
+
+/// The status and body of a scripted receipt answer to `raw` sent as `operation`; `None` for
+/// no answer at all.
+fn receipt_answer(reply: ReceiptReply, operation: &str, raw: &[u8]) -> Option<(u16, String)> {
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw)));
+    let ack = |op: &str, digest: &str, disposition: &str| {
+        json!({"ack": {"operation_id": op, "payload_digest": digest, "disposition": disposition}}).to_string()
+    };
+    Some(match reply {
+        ReceiptReply::Ack(disposition) => (200, ack(operation, &digest, disposition)),
+        ReceiptReply::AckOtherOperation => (200, ack(&format!("{operation}-other"), &digest, "persisted")),
+        ReceiptReply::AckOtherDigest => (200, ack(operation, &format!("sha256:{}", "0".repeat(64)), "persisted")),
+        ReceiptReply::AlreadyTerminal => (409, json!({"reason": "run_already_terminal"}).to_string()),
+        ReceiptReply::Raw(status, body) => (status, body.to_string()),
+        ReceiptReply::Hang => return None,
+    })
 }

@@ -2,7 +2,8 @@
 //! OrgX server (`fake_orgx`), scripted model APIs for the real CLIs (`fake_model`:
 //! Anthropic Messages for Claude Code; `fake_responses`: OpenAI Responses for Codex;
 //! `fake_chat`: OpenAI Chat Completions for opencode), the offline set-up of those CLIs and
-//! a loopback-only network namespace (`offline`), and a scriptable stand-in for the Claude
+//! a loopback-only network namespace (`offline`), a strict reader of the metrics exposition
+//! (`openmetrics`), and a scriptable stand-in for the Claude
 //! Code CLI (`fake-claude`, for the misbehaviours the real CLI cannot be made to show).
 //! Everything binds 127.0.0.1 only.
 
@@ -12,6 +13,7 @@ pub mod fake_orgx;
 pub mod fake_responses;
 pub mod http;
 pub mod offline;
+pub mod openmetrics;
 
 use std::path::PathBuf;
 

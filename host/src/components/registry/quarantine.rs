@@ -65,6 +65,7 @@ impl Registry {
             fallback = %fallback.component.info.name, fallback_version = fallback.version,
             "component QUARANTINED after {faults} faulting runs in a row; new runs use the fallback: {reason}"
         );
+        crate::metrics::global().quarantined(&current.component.info.label());
         self.active.send_modify(|a| a.set(slot, fallback));
         Some(quarantined)
     }
