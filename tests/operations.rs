@@ -292,6 +292,16 @@ fn config_check_validates_without_starting_and_names_the_file_and_key() {
     let out = h.run(&["start"], &[("ORGX_CONFIG", missing.to_str().unwrap())]);
     assert_eq!(out.status.code(), Some(2), "start reads the same file: {}", stderr(&out));
     assert!(stderr(&out).contains("(from ORGX_CONFIG) does not exist"), "{}", stderr(&out));
+    // Under the launchd agent the same refusal exits 0, so KeepAlive does not restart it in a
+    // loop, and says so.
+    let out = h.run(&["start"], &[("ORGX_CONFIG", missing.to_str().unwrap()), ("ORGX_SERVICE_MANAGER", "launchd")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(from ORGX_CONFIG) does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not restarting: launchd restarts every failed exit, so this one exits 0 (status 2 otherwise)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `systemd-analyze --user verify UNIT` with a private runtime dir (it needs one, and no
@@ -503,4 +513,123 @@ fn the_launchd_agent_parses_as_a_property_list_and_round_trips() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("  launchctl bootout gui/"), "{}", stdout(&out));
     assert_eq!(h.files(), before);
+}
+
+/// A run kept in flight: the replayed transcript's lines come 2 s apart, so its first step
+/// is mapped and the run is still going while `status` looks at it.
+async fn peer_with_a_run_in_flight(server: &FakeOrgx, repo: &std::path::Path) -> common::peer::Peer {
+    use common::peer::{connected, dispatch, transcript, Peer, WAIT};
+    let t = transcript("success-tools.ndjson");
+    let peer =
+        Peer::start(server, &[("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t.as_str()), ("FAKE_CLAUDE_DELAY_MS", "2000")]);
+    connected(server).await;
+    assert!(server.send_json(dispatch("run-watched", "k-watched", repo, None)));
+    server.wait_until("the run's first step", WAIT, |s| s.frames_for("run-watched").iter().any(|f| f["kind"] == "task.step")).await;
+    peer
+}
+
+/// Read `fd` (a pty master or a pipe) until `done` holds for what was read, or 30 s.
+fn read_until(fd: std::os::fd::OwnedFd, done: impl Fn(&str) -> bool + Send + 'static) -> (String, std::os::fd::OwnedFd) {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::from(fd);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let t0 = std::time::Instant::now();
+        while !done(&String::from_utf8_lossy(&seen)) && t0.elapsed() < std::time::Duration::from_secs(30) {
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send((String::from_utf8_lossy(&seen).into_owned(), std::os::fd::OwnedFd::from(file)));
+    });
+    rx.recv().unwrap()
+}
+
+fn interrupt_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(15), "`status --watch` ignored Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_redraws_in_place_under_a_terminal() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let peer = peer_with_a_run_in_flight(&server, repo.path()).await;
+
+    // A pseudo-terminal 60 columns wide: the watch must see a terminal and fit its width.
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize { ws_row: 40, ws_col: 60, ws_xpixel: 0, ws_ypixel: 0 };
+    assert_eq!(unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &size) }, 0);
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+        .args(["status", "--watch", "--interval", "0.2", "--data-dir"])
+        .arg(peer.data.path())
+        .stdout(slave.try_clone().unwrap())
+        .stdin(slave)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three frames, each homing the cursor and clearing below itself.
+    let (screen, master) = read_until(master, |s| s.matches("\x1b[J").count() >= 3);
+    assert!(screen.starts_with("\x1b[?25l\x1b[2J\x1b[H"), "hides the cursor and clears once: {screen:?}");
+    assert!(screen.matches("\x1b[H").count() >= 3, "every frame redraws from the top: {screen:?}");
+    assert_eq!(screen.matches("\x1b[2J").count(), 1, "no full clear per frame (it flashes): {screen:?}");
+    // The terminal turns each `\n` into `\r\n` (ONLCR) on top of the frame's own `\r\n`.
+    let last = screen.rsplit("\x1b[H").next().unwrap();
+    let lines: Vec<&str> = last
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r').trim_end_matches('\r').trim_end_matches("\x1b[K").trim_end_matches("\x1b[J"))
+        .collect();
+    assert!(lines.iter().all(|l| l.chars().count() <= 60), "lines fit 60 columns: {lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("connection   connected  protocol orgx.v1")), "{lines:#?}");
+    assert!(lines.contains(&"runs         1 in flight"), "{lines:#?}");
+    let run = lines.iter().find(|l| l.starts_with("  run-watched  claude_code  ")).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(run.contains(" line(s)  last step: ") && !run.ends_with("last step: -"), "{run}");
+    assert!(lines.iter().any(|l| l.starts_with("outbox       ")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("component    mapper:claude_code claude-code")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("license      last ok")), "{lines:#?}");
+
+    // Ctrl-C: exit 0, the cursor shown again.
+    let status = interrupt_and_wait(&mut child);
+    let (rest, _) = read_until(master, |s| s.contains("\x1b[?25h"));
+    assert!(status.success(), "{status:?}");
+    assert!(rest.contains("\x1b[?25h"), "the cursor is shown again: {rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_writes_plain_text_to_a_pipe_and_outlives_the_daemon() {
+    use std::os::fd::OwnedFd;
+    let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+    let repo = tempfile::tempdir().unwrap();
+    let mut peer = peer_with_a_run_in_flight(&server, repo.path()).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orgx-peer"))
+        .args(["status", "--watch", "--interval", "0.2", "--data-dir"])
+        .arg(peer.data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = OwnedFd::from(child.stdout.take().unwrap());
+    let (text, out) = read_until(out, |s| s.matches("--- orgx-peer status --watch").count() >= 2);
+    assert!(!text.contains('\x1b'), "no escape sequences in a pipe: {text:?}");
+    assert!(text.contains("\nconnection   connected"), "{text}");
+    assert!(text.contains("\n  run-watched  claude_code  "), "{text}");
+
+    // The daemon stops; the watch says so and keeps asking.
+    peer.signal(libc::SIGTERM);
+    assert!(peer.wait_exit(common::peer::WAIT).is_some());
+    let (after, _) = read_until(out, |s| s.contains("no orgx-peer is running"));
+    assert!(after.contains("no orgx-peer is running") && after.contains("(asking again every 200 ms)"), "{after}");
+    assert!(interrupt_and_wait(&mut child).success());
 }

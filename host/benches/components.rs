@@ -6,7 +6,10 @@
 //!    `Component::new` of the same bytes in the same run: targets cold ≤ 1.25× the bare
 //!    compile (admission overhead ≤ 25 %) and warm ≤ 2 % of cold;
 //! 2. the zero-loss swap under load: runs started from the live snapshot while versions are
-//!    swapped underneath, every message checked to come from the run's version, in order.
+//!    swapped underneath, every message checked to come from the run's version, in order;
+//! 3. push → refusal acknowledged, one figure per admission stage (the pushes
+//!    `tests/components.rs` checks for stage and reason): target < 1 s each, the slowest being
+//!    the stages that must compile the bytes first.
 //!
 //! Cold and warm rounds alternate so machine noise hits both alike; medians are reported.
 
@@ -18,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::push::{open_registry, signed_push};
-use common::tagged_guest;
+use common::push::{manifest_for, open_registry, push_of, signed_push};
+use common::{guest_wasm, tagged_guest};
 use orgx_peer::components::registry::Registry;
 use orgx_peer::gateway::frames::ComponentPush;
 use orgx_peer::protocol::{AckStatus, PeerMessage};
@@ -181,10 +184,56 @@ fn swap_under_load(rt: &tokio::runtime::Runtime, key: &SecretKey) {
     );
 }
 
+/// One refused push per stage, each against a fresh registry (so the version stage has a
+/// newer version to refuse against and no cache warms another stage's compile).
+fn refusals(rt: &tokio::runtime::Runtime, key: &SecretKey) {
+    let mapper = Slot::Mapper("claude_code");
+    let tagged = tagged_guest(1, "ok");
+    let mut flipped = tagged.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let mut manifest = signed_push(key, Slot::Matcher, "m", 1, b"x");
+    manifest.manifest = serde_json::json!({ "slot": "matcher", "name": "m" });
+    let m = manifest_for(key, mapper, "tagged", 1, &tagged);
+    let cases: Vec<(&str, u64, ComponentPush)> = vec![
+        ("manifest", 16 << 20, manifest),
+        ("size", 64 << 10, signed_push(key, Slot::Matcher, "big", 1, &guest_wasm("orgx-matcher-skill-rules"))),
+        ("signature", 16 << 20, push_of(&m, "", &tagged)),
+        ("digest", 16 << 20, push_of(&m, &key.sign(&m).unwrap(), &flipped)),
+        ("version", 16 << 20, signed_push(key, mapper, "tagged", 4, &tagged_guest(4, "ok"))),
+        ("world", 16 << 20, signed_push(key, mapper, "m", 1, &guest_wasm("orgx-matcher-skill-rules"))),
+        ("compile", 16 << 20, signed_push(key, Slot::Matcher, "junk", 1, b"\0asm not a component")),
+        ("imports", 16 << 20, signed_push(key, Slot::Matcher, "sneaky", 1, &guest_wasm("orgx-test-guest-sneaky"))),
+        ("link", 16 << 20, signed_push(key, Slot::Matcher, "mistyped", 1, &guest_wasm("orgx-test-guest-mistyped"))),
+        ("instantiate", 16 << 20, signed_push(key, Slot::Matcher, "greedy", 1, &guest_wasm("orgx-test-guest-greedy"))),
+        ("self_test", 16 << 20, signed_push(key, mapper, "tagged", 1, &tagged_guest(1, "tr"))),
+    ];
+    println!("push -> refusal acknowledged ({ROUNDS} rounds, median; target < 1000 ms each)");
+    for (stage, max_bytes, push) in cases {
+        let mut took = Vec::new();
+        for _ in 0..ROUNDS {
+            let dir = tempfile::tempdir().unwrap();
+            let registry = open_registry(dir.path(), key, max_bytes);
+            if stage == "version" {
+                admit(rt, &registry, signed_push(key, mapper, "tagged", 5, &tagged_guest(5, "ok")));
+            }
+            let t = Instant::now();
+            let ack = rt.block_on(orgx_peer::dispatcher::push::answer(&registry, push.clone(), None));
+            took.push(t.elapsed());
+            match ack {
+                PeerMessage::ComponentAck(a) if a.status == AckStatus::Rejected && a.stage.as_deref() == Some(stage) => {}
+                other => panic!("stage {stage}: expected a refusal there, got {}", other.to_json()),
+            }
+        }
+        let worst = *took.iter().max().unwrap();
+        println!("  {stage:<12} {:>8.1} ms   worst {:>8.1} ms", ms(median(took)), ms(worst));
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let key = SecretKey::generate().unwrap();
     push_to_active(&rt, &key);
     println!("zero-loss swap under load");
     swap_under_load(&rt, &key);
+    refusals(&rt, &key);
 }

@@ -141,7 +141,7 @@ impl StartArgs {
             .iter()
             .map(|d| crate::driver::settings_from_env(d, &get).map(|s| (*d, s)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError)?;
+            .map_err(|e| ConfigError(e.to_string()))?;
         let api_key = match (self.api_key.filter(|k| !k.trim().is_empty()), &self.api_key_file) {
             (Some(key), _) => key,
             (None, Some(path)) => read_key_file(path)?,
@@ -169,7 +169,8 @@ impl StartArgs {
             None => default_data_dir()
                 .ok_or_else(|| ConfigError("cannot find a data dir: set ORGX_PEER_DATA_DIR (or HOME / XDG_DATA_HOME)".into()))?,
         };
-        let trusted = TrustedKeys::from_settings(self.trusted_keys_file.as_deref(), self.trusted_keys.as_deref()).map_err(ConfigError)?;
+        let trusted = TrustedKeys::from_settings(self.trusted_keys_file.as_deref(), self.trusted_keys.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?;
         let components_dir = self.components_dir.clone().unwrap_or_else(|| data_dir.join("plugins"));
         if self.max_concurrent_runs == 0 {
             return Err(ConfigError("ORGX_MAX_CONCURRENT_RUNS must be at least 1".into()));

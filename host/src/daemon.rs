@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::components::local_dir::LocalDir;
@@ -31,6 +30,7 @@ use crate::run::live::{EnabledDriver, RunConfig};
 use crate::run::process::kill_stale_group;
 use crate::sandbox::{Limits, Sandbox};
 use crate::secret::ApiKey;
+use crate::status::OwedView;
 use crate::store::Store;
 use crate::trust::TrustedKeys;
 
@@ -90,9 +90,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     // The store creates the data dir: its error names the fault and the fix (`store::open`).
     let store = Store::open(&cfg.data_dir.join("peer.redb"))?;
     let installation_id = installation_id(&store)?;
+    crate::run::tree::scope_to(&cfg.data_dir);
     // Orphans of runs re-parent to the peer, not PID 1, so their trees stay walkable.
     if !crate::run::tree::become_subreaper() {
-        tracing::warn!("cannot become the reaper of the runs' orphaned processes; runs are still stopped by their ORGX_RUN_ID");
+        tracing::warn!("cannot become the reaper of the runs' orphaned processes; runs are still stopped by their ORGX_RUN_TAG");
     }
     let outbox = Outbox::new(store.clone());
     reap_previous_life(&store, &outbox).await?;
@@ -261,27 +262,28 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         crate::status::serve(&cfg.data_dir, move || {
             let c = components.borrow();
             let runs = in_flight.run_ids();
-            json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "workspace_id": cfg2.workspace_id,
-                "link": link_text(&link.borrow()),
-                "runs_in_flight": runs,
-                "runs_in_flight_count": runs.len(),
-                "queue_depth": outbox.pending_count(),
-                // Write transactions since start, one fdatasync each: with `messages_stored`,
-                // how well group commit groups.
-                "store_commits": outbox.commits(),
-                "messages_stored": outbox.stored(),
-                "rules": rules.borrow().len(),
-                "components": c.describe(),
-                "components_dir": cfg2.components_dir.display().to_string(),
-                "dev_unsigned_local": cfg2.dev_unsigned_local,
-                "trusted_keys": registry.trusted_key_ids(),
-                "quarantined": registry.quarantined(),
-                "heartbeats": *beats.lock().unwrap_or_else(|p| p.into_inner()),
-                "drivers_enabled": ids,
-                "drivers": *detections,
-            })
+            crate::status::Snapshot {
+                version: env!("CARGO_PKG_VERSION"),
+                workspace_id: cfg2.workspace_id.clone(),
+                link: link_text(&link.borrow()),
+                protocol: crate::gateway::session::PROTOCOL_VERSION,
+                runs_in_flight_count: runs.len(),
+                runs_in_flight: runs,
+                runs: in_flight.runs(),
+                queue_depth: outbox.pending_count(),
+                oldest_owed: OwedView::of(outbox.oldest_owed()),
+                store_commits: outbox.commits(),
+                messages_stored: outbox.stored(),
+                rules: rules.borrow().len(),
+                components: c.describe(),
+                components_dir: cfg2.components_dir.display().to_string(),
+                dev_unsigned_local: cfg2.dev_unsigned_local,
+                trusted_keys: registry.trusted_key_ids(),
+                quarantined: registry.quarantined(),
+                heartbeats: beats.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                drivers_enabled: ids.clone(),
+                drivers: (*detections).clone(),
+            }
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the status socket in `{}`: {e}", cfg.data_dir.display()))?
@@ -448,12 +450,14 @@ async fn rules_loop(
             _ = crate::shutdown::raised(&mut shutdown) => return,
         }
         match api.plan_skills(&workspace_id).await {
-            Ok(body) => {
-                let bytes = body.to_string().into_bytes();
+            // The body as it came (at most `http::MAX_PLAN_SKILLS_BYTES`), parsed once.
+            Ok(bytes) => {
                 match RuleSet::from_plan_skills(&bytes) {
                     Ok(set) => {
-                        for skipped in &set.skipped {
-                            tracing::warn!("plan-skills: skipped {skipped}");
+                        // One line for them all: a server can send 10,000 bad rules.
+                        if let Some(first) = set.skipped.first() {
+                            let n = set.skipped.len();
+                            tracing::warn!(skipped = n, "plan-skills: skipped {n} bad rule(s) or skill(s); the first: {first}");
                         }
                         tracing::info!(rules = set.rules.len(), "skill rules fetched; new runs use them");
                         if let Err(e) = store.set_cached_rules(&bytes) {

@@ -121,7 +121,7 @@ async fn drivers(from_file: &std::collections::BTreeMap<String, String>) -> Vec<
         let settings = match crate::driver::settings_from_env(d, &get) {
             Ok(s) => s,
             Err(e) => {
-                out.push(Check::fail(&name, e, "fix the setting named above").optional());
+                out.push(Check::fail(&name, e.to_string(), "fix the setting named above").optional());
                 continue;
             }
         };

@@ -1,6 +1,11 @@
 //! The peer's HTTP calls to the OrgX server: license heartbeat, presence heartbeat, skill
 //! rules, terminal receipts. One client, one place that attaches the key, and errors that
 //! name the endpoint but never carry the key.
+//!
+//! Nothing a server answers is read without a bound (docs/reliability.md, "A hostile server"):
+//! every body is read chunk by chunk against a byte limit and refused the moment it passes it,
+//! so a server streaming a gigabyte costs the peer at most the limit; and every request has a
+//! timeout, the heartbeats one shorter than the presence interval.
 
 use std::time::Duration;
 
@@ -13,6 +18,20 @@ use crate::secret::ApiKey;
 /// How long one receipt POST may take (the reference's 10 s, §4.2): a stalled server costs a
 /// retry, not the record.
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one heartbeat request (license or presence) may take. Under the 20 s presence
+/// interval, so a server that accepts the request and never answers costs one beat, not two;
+/// the client-wide 30 s stays for the rest.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest plan-skills answer read (16 MiB). Real rule sets are a few KiB to a few
+/// hundred (10,000 rules are about 1 MiB); a larger answer is refused as it arrives, never
+/// held whole, and the last good rules stay in use.
+pub const MAX_PLAN_SKILLS_BYTES: u64 = 16 << 20;
+
+/// The largest answer read from the other JSON endpoints (heartbeats), and the most of an
+/// error body read to be shown (1 MiB): their answers are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: u64 = 1 << 20;
 
 #[derive(Clone)]
 pub struct Api {
@@ -30,13 +49,15 @@ pub enum ApiError {
     Transport { endpoint: &'static str, message: String },
     #[error("{endpoint}: no answer within {seconds} s")]
     Timeout { endpoint: &'static str, seconds: u64 },
+    #[error("{endpoint}: the answer is over the {limit}-byte limit ({name}); stopped reading it")]
+    TooLarge { endpoint: &'static str, limit: u64, name: &'static str },
 }
 
 impl ApiError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
-            ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
+            ApiError::Transport { .. } | ApiError::Timeout { .. } | ApiError::TooLarge { .. } => None,
         }
     }
 }
@@ -44,7 +65,7 @@ impl ApiError {
 impl Api {
     pub fn new(base: BaseUrl, key: ApiKey) -> Result<Api, String> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(CLIENT_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("orgx-peer/", env!("CARGO_PKG_VERSION")))
             // The key goes with every request: never follow the server to another place.
@@ -54,68 +75,83 @@ impl Api {
         Ok(Api { client, base, key })
     }
 
+    /// One JSON call: the answer read up to `limit` bytes (an error body up to
+    /// [`MAX_ANSWER_BYTES`]), within `timeout` when given (else the client's 30 s).
     async fn call(
         &self,
         endpoint: &'static str,
         method: Method,
         url: Url,
         body: Option<&Value>,
-        idempotency_key: Option<&str>,
-    ) -> Result<Value, ApiError> {
+        timeout: Option<Duration>,
+        limit: (u64, &'static str),
+    ) -> Result<Vec<u8>, ApiError> {
         let mut req = self.client.request(method, url).header(reqwest::header::AUTHORIZATION, self.key.authorization());
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
+        let timed_out = |e: &reqwest::Error| {
+            e.is_timeout().then(|| ApiError::Timeout { endpoint, seconds: timeout.unwrap_or(CLIENT_TIMEOUT).as_secs() })
+        };
         // reqwest errors name the URL, never headers: the key cannot leak through them.
-        let resp = req.send().await.map_err(|e| transport_error(endpoint, &e))?;
+        let resp = req.send().await.map_err(|e| timed_out(&e).unwrap_or_else(|| transport_error(endpoint, &e)))?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
+            // Only the start of an error body is shown; a longer one is cut, not refused.
+            let text = match read_capped(resp, endpoint, (MAX_ANSWER_BYTES, "MAX_ANSWER_BYTES"), true).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => String::new(),
+            };
             // The exact key first (whatever its shape), then every credential shape (§6).
             let body = crate::redact::transport(&self.key.redact(&shown_body(&text)));
             return Err(ApiError::Status { endpoint, status, body });
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        read_capped(resp, endpoint, limit, false).await.map_err(|e| match e {
+            ReadError::Http(e) => timed_out(&e).unwrap_or_else(|| transport_error(endpoint, &e)),
+            ReadError::TooLarge(e) => e,
+        })
     }
 
     pub async fn license_heartbeat(&self, body: &Value) -> Result<Value, ApiError> {
-        self.call("license heartbeat", Method::POST, self.base.license_heartbeat(), Some(body), None).await
+        let endpoint = "license heartbeat";
+        let url = self.base.license_heartbeat();
+        let answer = self.call(endpoint, Method::POST, url, Some(body), Some(HEARTBEAT_TIMEOUT), (MAX_ANSWER_BYTES, "MAX_ANSWER_BYTES"));
+        Ok(serde_json::from_slice(&answer.await?).unwrap_or(Value::Null))
     }
 
     pub async fn presence_heartbeat(&self, body: &Value) -> Result<Value, ApiError> {
-        self.call("presence heartbeat", Method::POST, self.base.presence_heartbeat(), Some(body), None).await
+        let endpoint = "presence heartbeat";
+        let url = self.base.presence_heartbeat();
+        let answer = self.call(endpoint, Method::POST, url, Some(body), Some(HEARTBEAT_TIMEOUT), (MAX_ANSWER_BYTES, "MAX_ANSWER_BYTES"));
+        Ok(serde_json::from_slice(&answer.await?).unwrap_or(Value::Null))
     }
 
-    /// The raw plan-skills body (parsed by `rules`).
-    pub async fn plan_skills(&self, workspace_id: &str) -> Result<Value, ApiError> {
-        self.call("plan-skills", Method::GET, self.base.plan_skills(workspace_id), None, None).await
+    /// The raw plan-skills body, at most [`MAX_PLAN_SKILLS_BYTES`] (parsed by `rules`).
+    pub async fn plan_skills(&self, workspace_id: &str) -> Result<Vec<u8>, ApiError> {
+        let url = self.base.plan_skills(workspace_id);
+        self.call("plan-skills", Method::GET, url, None, None, (MAX_PLAN_SKILLS_BYTES, "MAX_PLAN_SKILLS_BYTES")).await
     }
 
     /// Download a pushed component's bytes from `url` (already checked to be on the base),
     /// refusing a body over `max_bytes` without reading it all.
     pub async fn fetch_component(&self, url: Url, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
         let endpoint = "component download";
-        let transport = |e: reqwest::Error| transport_error(endpoint, &e);
-        let mut resp =
-            self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
+        let transport = |e: reqwest::Error| match e.is_timeout() {
+            true => ApiError::Timeout { endpoint, seconds: CLIENT_TIMEOUT.as_secs() },
+            false => transport_error(endpoint, &e),
+        };
+        let resp = self.client.get(url).header(reqwest::header::AUTHORIZATION, self.key.authorization()).send().await.map_err(transport)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(ApiError::Status { endpoint, status, body: String::new() });
         }
-        if resp.content_length().is_some_and(|n| n > max_bytes) {
-            return Err(ApiError::Transport { endpoint, message: format!("the body is over the {max_bytes}-byte limit") });
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(ApiError::Transport { endpoint, message: format!("the body is over the {max_bytes}-byte limit") });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        read_capped(resp, endpoint, (max_bytes, "ORGX_MAX_COMPONENT_BYTES"), false).await.map_err(|e| match e {
+            ReadError::Http(e) => transport(e),
+            ReadError::TooLarge(e) => e,
+        })
     }
 
     /// POST a terminal receipt's exact `body` bytes with its `digest` (§4, §4.2). Any status
@@ -140,6 +176,41 @@ impl Api {
         let text = resp.text().await.map_err(|e| timeout(&e).unwrap_or_else(|| transport_error(endpoint, &e)))?;
         Ok((status, text))
     }
+}
+
+/// The client-wide request timeout (connect, send and the whole answer).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge(ApiError),
+}
+
+/// A response body, chunk by chunk, never more than `limit` bytes held: past it, the answer
+/// is refused (`cut`: the first `limit` bytes are kept instead) and the connection dropped.
+/// A `content-length` over the limit is refused before a byte is read.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    endpoint: &'static str,
+    (limit, name): (u64, &'static str),
+    cut: bool,
+) -> Result<Vec<u8>, ReadError> {
+    let too_large = || ReadError::TooLarge(ApiError::TooLarge { endpoint, limit, name });
+    if !cut && resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            if cut {
+                bytes.extend_from_slice(&chunk[..(limit as usize).saturating_sub(bytes.len())]);
+                return Ok(bytes);
+            }
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// A reqwest failure as an [`ApiError`]: without the URL, with its causes (reqwest's own text

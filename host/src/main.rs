@@ -1,10 +1,14 @@
 //! The `orgx-peer` command line. Only this file decides exit codes: 0 success, 1 failure,
 //! 2 bad usage or configuration, 3 a data dir or store a restart cannot fix (read-only,
-//! damaged, or written by a newer peer: `store::Fault::restart_cannot_fix`). The service
-//! units never restart after 2 or 3 (`RestartPreventExitStatus=2 3`).
+//! damaged, or written by a newer peer: `store::Fault::restart_cannot_fix`). The systemd unit
+//! never restarts after 2 or 3 (`RestartPreventExitStatus=2 3`). launchd has no such
+//! setting — `KeepAlive` restarts every failed exit — so under the launchd agent (its plist
+//! sets `ORGX_SERVICE_MANAGER=launchd`) those two exit 0 after saying why: a restart loop
+//! every `ThrottleInterval` cannot fix a bad setting or a damaged store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -58,8 +62,15 @@ enum Command {
     Status {
         #[arg(long, env = "ORGX_PEER_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Keep asking and redraw in place (plain text, one block per interval, when stdout
+        /// is not a terminal); Ctrl-C stops.
+        #[arg(short, long)]
+        watch: bool,
+        /// Seconds between redraws with `--watch`.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval, requires = "watch")]
+        interval: f64,
         /// The config file whose `data_dir` applies when no data dir is given (default: the
         /// usual location).
         #[arg(long, env = "ORGX_CONFIG", value_name = "FILE")]
@@ -222,6 +233,13 @@ enum PluginCommand {
     },
 }
 
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.1..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("`{s}` is not a number of seconds between 0.1 and 3600")),
+    }
+}
+
 fn parse_driver(s: &str) -> Result<&'static str, String> {
     orgx_peer::driver::by_id(s)
         .map(|d| d.id)
@@ -268,17 +286,30 @@ fn main() -> ExitCode {
                 || matches!(e.downcast_ref::<ServiceError>(), Some(ServiceError::NoKey)) =>
         {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            no_restart_loop(2)
         }
         Err(e) if e.downcast_ref::<StoreError>().is_some_and(|s| s.fault().restart_cannot_fix()) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(3)
+            no_restart_loop(3)
         }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit `code` (2 or 3: a restart cannot help) — or 0 under launchd, which would restart
+/// any other exit in a loop.
+fn no_restart_loop(code: u8) -> ExitCode {
+    if std::env::var_os(service::MANAGER_ENV).is_some_and(|m| m == "launchd") {
+        eprintln!(
+            "not restarting: launchd restarts every failed exit, so this one exits 0 (status {code} otherwise); fix the above, then `launchctl kickstart -k gui/$(id -u)/{}`",
+            service::LABEL
+        );
+        return ExitCode::SUCCESS;
+    }
+    ExitCode::from(code)
 }
 
 fn init_logging(format: LogFormat) {
@@ -309,7 +340,7 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             let mut found = serde_json::Map::new();
             let mut ready = false;
             for d in orgx_peer::driver::ALL.iter().filter(|d| driver.is_none_or(|id| id == d.id)) {
-                let settings = orgx_peer::driver::settings_from_env(d, &get).map_err(ConfigError)?;
+                let settings = orgx_peer::driver::settings_from_env(d, &get).map_err(|e| ConfigError(e.to_string()))?;
                 let det = (d.detect)(&settings.bin, &settings).await;
                 ready |= det.authenticated();
                 if !json {
@@ -335,7 +366,7 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             // Success when at least one driver can take a dispatch.
             Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Status { data_dir, json, config } => {
+        Command::Status { data_dir, json, watch, interval, config } => {
             let dir = match data_dir {
                 Some(d) => Some(d),
                 None => config_file::read(config.as_deref(), Source::of(matches, "config"))?
@@ -343,7 +374,13 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
                     .or_else(orgx_peer::config::default_data_dir),
             };
             let dir = dir.ok_or_else(|| ConfigError("set ORGX_PEER_DATA_DIR".into()))?;
-            let snapshot = orgx_peer::status::query(&dir).await.map_err(anyhow::Error::msg)?;
+            if watch {
+                use std::io::IsTerminal;
+                let terminal = std::io::stdout().is_terminal();
+                orgx_peer::status::watch::run(&dir, Duration::from_secs_f64(interval), &mut std::io::stdout(), terminal).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let snapshot = orgx_peer::status::query(&dir).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
             } else {
@@ -484,7 +521,8 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Verify { component, trusted_keys_file, trusted_keys } => {
-            let trusted = TrustedKeys::from_settings(trusted_keys_file.as_deref(), trusted_keys.as_deref()).map_err(ConfigError)?;
+            let trusted = TrustedKeys::from_settings(trusted_keys_file.as_deref(), trusted_keys.as_deref())
+                .map_err(|e| ConfigError(e.to_string()))?;
             if trusted.is_empty() {
                 return Err(ConfigError("no trusted keys: pass --trusted-keys-file (or set ORGX_TRUSTED_KEYS_FILE)".into()).into());
             }

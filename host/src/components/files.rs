@@ -10,6 +10,48 @@ use sha2::{Digest, Sha256};
 use crate::fsutil::write_atomic;
 use crate::trust::Envelope;
 
+/// Why a component cannot be stored or read back; names the component (its digest).
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("`{sha256}` is not a component digest")]
+    NotADigest { sha256: String },
+    #[error("cannot encode the manifest of component {sha256}: {source}")]
+    Encode {
+        sha256: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write component {sha256} to `{}`: {source}", dir.display())]
+    Write {
+        sha256: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read stored component {sha256}: {source}")]
+    ReadBytes {
+        sha256: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("stored component {sha256} is corrupt (its bytes hash to {actual})")]
+    Corrupt { sha256: String, actual: String },
+    #[error("cannot read the manifest of stored component {sha256}: {source}")]
+    ReadManifest {
+        sha256: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the manifest of stored component {sha256} is corrupt: {source}")]
+    BadManifest {
+        sha256: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the manifest stored for {sha256} names another component")]
+    OtherComponent { sha256: String },
+}
+
 #[derive(Clone)]
 pub struct ComponentFiles {
     dir: PathBuf,
@@ -47,16 +89,18 @@ impl ComponentFiles {
     /// Keep a component's signed manifest and, unless they are already stored intact
     /// (`bytes` is `None`), its bytes. The bytes go first: an envelope on disk always has its
     /// component next to it.
-    pub fn put(&self, envelope: &Envelope, bytes: Option<&[u8]>) -> Result<(), String> {
+    pub fn put(&self, envelope: &Envelope, bytes: Option<&[u8]>) -> Result<(), FilesError> {
         let sha = &envelope.manifest.sha256;
-        let json = serde_json::to_vec_pretty(envelope).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(envelope).map_err(|source| FilesError::Encode { sha256: sha.clone(), source })?;
         let bytes_written = match bytes {
             Some(bytes) => write_atomic(&self.wasm_path(sha), bytes),
             None => Ok(()),
         };
-        bytes_written
-            .and_then(|()| write_atomic(&self.sig_path(sha), &json))
-            .map_err(|e| format!("cannot write component {sha} to `{}`: {e}", self.dir.display()))
+        bytes_written.and_then(|()| write_atomic(&self.sig_path(sha), &json)).map_err(|source| FilesError::Write {
+            sha256: sha.clone(),
+            dir: self.dir.clone(),
+            source,
+        })
     }
 
     /// Every stored signed manifest (unverified): what a lost slot record is rebuilt from.
@@ -70,22 +114,21 @@ impl ComponentFiles {
     }
 
     /// Read an entry back; the digest of the bytes must still be the name it is stored under.
-    pub fn get(&self, sha256: &str) -> Result<StoredEntry, String> {
+    pub fn get(&self, sha256: &str) -> Result<StoredEntry, FilesError> {
+        let name = || sha256.to_string();
         let valid_name = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid_name {
-            return Err(format!("`{sha256}` is not a component digest"));
+            return Err(FilesError::NotADigest { sha256: name() });
         }
-        let bytes = std::fs::read(self.wasm_path(sha256)).map_err(|e| format!("cannot read stored component {sha256}: {e}"))?;
+        let bytes = std::fs::read(self.wasm_path(sha256)).map_err(|source| FilesError::ReadBytes { sha256: name(), source })?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != sha256 {
-            return Err(format!("stored component {sha256} is corrupt (its bytes hash to {actual})"));
+            return Err(FilesError::Corrupt { sha256: name(), actual });
         }
-        let json =
-            std::fs::read(self.sig_path(sha256)).map_err(|e| format!("cannot read the manifest of stored component {sha256}: {e}"))?;
-        let envelope: Envelope =
-            serde_json::from_slice(&json).map_err(|e| format!("the manifest of stored component {sha256} is corrupt: {e}"))?;
+        let json = std::fs::read(self.sig_path(sha256)).map_err(|source| FilesError::ReadManifest { sha256: name(), source })?;
+        let envelope: Envelope = serde_json::from_slice(&json).map_err(|source| FilesError::BadManifest { sha256: name(), source })?;
         if envelope.manifest.sha256 != sha256 {
-            return Err(format!("the manifest stored for {sha256} names another component"));
+            return Err(FilesError::OtherComponent { sha256: name() });
         }
         Ok(StoredEntry { envelope, bytes })
     }
@@ -133,7 +176,7 @@ mod tests {
         for (what, damage, want) in table {
             files.put(&env, Some(&bytes)).unwrap();
             damage(files.dir());
-            let err = files.get(&sha).err().unwrap_or_else(|| panic!("{what}: accepted"));
+            let err = files.get(&sha).err().unwrap_or_else(|| panic!("{what}: accepted")).to_string();
             assert!(err.contains(want), "{what}: {err}");
         }
         for bad in ["../../etc/passwd", "", "ABCD", &"g".repeat(64)] {

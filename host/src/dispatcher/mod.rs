@@ -17,16 +17,22 @@ use crate::components::registry::Registry;
 use crate::components::ActiveComponents;
 use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, ServerFrame};
 use crate::http::Api;
+use crate::log_throttle::LogThrottle;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
 use crate::run::live::{self, EnabledDriver, RunConfig};
+use crate::run::progress::{Progress, RunView};
 use crate::store::{Claim, Store};
 use crate::time::iso8601;
+
+/// Refusal warnings: the first at once, then at most one per interval.
+static REFUSALS: Mutex<LogThrottle> = Mutex::new(LogThrottle::new(std::time::Duration::from_secs(10)));
 
 struct RunHandle {
     cancel: watch::Sender<Option<String>>,
     task: JoinHandle<()>,
+    progress: Arc<Progress>,
 }
 
 /// Shared view of the dispatcher for status reporting.
@@ -38,6 +44,13 @@ impl InFlight {
         let mut ids: Vec<String> = self.lock().keys().cloned().collect();
         ids.sort();
         ids
+    }
+
+    /// Every run in flight as `status` shows it, oldest first.
+    pub fn runs(&self) -> Vec<RunView> {
+        let mut runs: Vec<RunView> = self.lock().values().map(|h| h.progress.view()).collect();
+        runs.sort_by(|a, b| b.elapsed_ms.cmp(&a.elapsed_ms).then_with(|| a.run_id.cmp(&b.run_id)));
+        runs
     }
 
     pub fn len(&self) -> usize {
@@ -162,14 +175,16 @@ impl Dispatcher {
         let (run_id, key) = (d.run_id.clone(), d.idempotency_key.clone());
         let slot = run_id.clone();
         tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
+        let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
+        let shown = progress.clone();
         let task = tokio::spawn(async move {
-            live::run(d, driver, run_cfg, components, rules, cancelled).await;
+            live::run(d, driver, run_cfg, components, rules, cancelled, shown).await;
             if let Err(e) = store.finish_dispatch(&key) {
                 tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
             }
             in_flight.lock().remove(&run_id);
         });
-        runs.insert(slot, RunHandle { cancel, task });
+        runs.insert(slot, RunHandle { cancel, task, progress });
     }
 
     fn cancel(&self, c: Cancel) {
@@ -192,7 +207,13 @@ impl Dispatcher {
     /// Refuse a dispatch: `task.started` then `task.failed`; `recorded` when its key was
     /// claimed for dedupe (and is then marked finished once the refusal is stored).
     fn refuse(&self, d: &Dispatch, reason: String, recoverable: bool, recorded: bool) {
-        tracing::warn!(run_id = %d.run_id, recoverable, "dispatch refused: {reason}");
+        // A dispatch storm is refused run by run: each refusal goes to the server, but the
+        // log gets the first and then one line per interval with the count in between.
+        tracing::debug!(run_id = %d.run_id, recoverable, "dispatch refused: {reason}");
+        let admitted = REFUSALS.lock().unwrap_or_else(|p| p.into_inner()).admit(std::time::Instant::now());
+        if let Some(suppressed) = admitted {
+            tracing::warn!(run_id = %d.run_id, recoverable, suppressed, "dispatch refused: {reason}");
+        }
         // The label is a known driver id, never the server's string: series stay bounded.
         let driver = crate::driver::by_id(&d.task.driver).map_or("unknown", |x| x.id);
         crate::metrics::global().run_ended(driver, crate::metrics::RunOutcome::Refused);

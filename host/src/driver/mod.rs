@@ -204,17 +204,35 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// Why a pricing setting is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PricingError {
+    #[error("{0}")]
+    NotANumber(#[from] std::num::ParseFloatError),
+    #[error("expected three non-negative numbers: input,cached_input,output (USD per million tokens)")]
+    Shape,
+}
+
+/// A driver setting that cannot be used; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {source}")]
+pub struct DriverSettingError {
+    pub setting: String,
+    #[source]
+    pub source: PricingError,
+}
+
 /// Parse `input,cached_input,output` (USD per million tokens).
-pub fn parse_pricing(text: &str) -> Result<t::Pricing, String> {
-    let parts: Vec<f64> = text.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+pub fn parse_pricing(text: &str) -> Result<t::Pricing, PricingError> {
+    let parts: Vec<f64> = text.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>()?;
     match parts[..] {
         [input, cached_input, output] if parts.iter().all(|p| p.is_finite() && *p >= 0.0) => Ok(t::Pricing { input, cached_input, output }),
-        _ => Err("expected three non-negative numbers: input,cached_input,output (USD per million tokens)".into()),
+        _ => Err(PricingError::Shape),
     }
 }
 
 /// Read a driver's settings from the environment (and the defaults).
-pub fn settings_from_env(driver: &Driver, get: &dyn Fn(&str) -> Option<String>) -> Result<DriverSettings, String> {
+pub fn settings_from_env(driver: &Driver, get: &dyn Fn(&str) -> Option<String>) -> Result<DriverSettings, DriverSettingError> {
     let bin = get(driver.bin_env).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| driver.default_bin.to_string());
     let extra = driver.extra_args_env.iter().find_map(|name| get(name)).unwrap_or_default();
     let model = get(&setting_name(driver, "MODEL")).filter(|m| !m.trim().is_empty());
@@ -223,7 +241,7 @@ pub fn settings_from_env(driver: &Driver, get: &dyn Fn(&str) -> Option<String>) 
         .filter(|p| !p.trim().is_empty())
         .map(|p| parse_pricing(&p))
         .transpose()
-        .map_err(|e| format!("{pricing_name}: {e}"))?;
+        .map_err(|source| DriverSettingError { setting: pricing_name, source })?;
     let options = driver.option_envs.iter().filter_map(|name| get(name).map(|v| (*name, v))).collect();
     Ok(DriverSettings {
         bin: PathBuf::from(bin),

@@ -11,6 +11,41 @@ pub mod digest;
 
 use serde_json::Value;
 
+use digest::DigestError;
+
+/// Why an execution envelope is refused (§7.2's messages, which the server shows as they are).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("execution envelope is missing or not an object")]
+    NotAnObject,
+    #[error("execution envelope is missing `{0}`")]
+    Missing(String),
+    #[error("execution envelope field `{field}` must be {what}")]
+    WrongType { field: String, what: String },
+    #[error("execution envelope schema version unsupported")]
+    SchemaVersion,
+    #[error("execution envelope requires a workspace reference")]
+    NoWorkspace,
+    #[error("execution envelope requires goal, objective, or initiative lineage")]
+    NoLineage,
+    #[error("nested work requires initiative lineage")]
+    NestedWithoutInitiative,
+    #[error("execution envelope contains an invalid digest")]
+    InvalidDigest,
+    #[error("execution envelope skill digests must be unique")]
+    DuplicateSkills,
+    #[error("execution envelope tool digests must be unique")]
+    DuplicateTools,
+    #[error("dispatch identity does not match execution envelope")]
+    Identity,
+    #[error("execution envelope lineage does not match the task")]
+    LineageMismatch,
+    #[error("execution envelope digest does not match its contents")]
+    DigestMismatch,
+    #[error("execution envelope cannot be digested: {0}")]
+    Undigestable(#[source] DigestError),
+}
+
 /// The dispatch fields validation compares the envelope with.
 pub struct Dispatched<'a> {
     pub run_id: &'a str,
@@ -24,7 +59,7 @@ pub struct Dispatched<'a> {
 /// Why a v2 dispatch does not run: the `task.failed` reason (`recoverable: false`).
 pub fn refusal(envelope: Option<&Value>, d: &Dispatched<'_>, driver: &str) -> String {
     match validate(envelope, d) {
-        Err(reason) => reason,
+        Err(reason) => reason.to_string(),
         Ok(()) => format!("protocol v2 finalization is not supported by the {driver} driver: a CLI run yields no verification evidence"),
     }
 }
@@ -33,49 +68,49 @@ const DIGESTS: [&str; 5] = ["digest", "missionContractDigest", "contextManifestD
 
 /// §7.2, in the SDK's order, with its messages; then the lineage checks of the OpenCode peer
 /// and the recomputed digest of §7.5.
-pub fn validate(envelope: Option<&Value>, d: &Dispatched<'_>) -> Result<(), String> {
-    let env = envelope.filter(|v| v.is_object()).ok_or("execution envelope is missing or not an object")?;
+pub fn validate(envelope: Option<&Value>, d: &Dispatched<'_>) -> Result<(), EnvelopeError> {
+    let env = envelope.filter(|v| v.is_object()).ok_or(EnvelopeError::NotAnObject)?;
     shape(env.as_object().expect("checked to be an object"))?;
     if str_field(env, "schemaVersion") != "1.0.0" {
-        return Err("execution envelope schema version unsupported".into());
+        return Err(EnvelopeError::SchemaVersion);
     }
     let work = &env["workRef"];
     if str_field(work, "workspaceId").is_empty() {
-        return Err("execution envelope requires a workspace reference".into());
+        return Err(EnvelopeError::NoWorkspace);
     }
     if ["goalId", "objectiveId", "initiativeId"].iter().all(|k| str_field(work, k).is_empty()) {
-        return Err("execution envelope requires goal, objective, or initiative lineage".into());
+        return Err(EnvelopeError::NoLineage);
     }
     if ["workstreamId", "milestoneId", "taskId"].iter().any(|k| !str_field(work, k).is_empty())
         && str_field(work, "initiativeId").is_empty()
     {
-        return Err("nested work requires initiative lineage".into());
+        return Err(EnvelopeError::NestedWithoutInitiative);
     }
     let list = |k: &str| env[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>()).unwrap_or_default();
     let (skills, tools) = (list("skillVersionDigests"), list("toolManifestDigests"));
     let singles: Vec<&str> = DIGESTS.iter().map(|k| str_field(env, k)).collect();
     if !singles.iter().copied().chain(skills.iter().copied()).chain(tools.iter().copied()).all(is_digest) {
-        return Err("execution envelope contains an invalid digest".into());
+        return Err(EnvelopeError::InvalidDigest);
     }
     if has_duplicates(&skills) {
-        return Err("execution envelope skill digests must be unique".into());
+        return Err(EnvelopeError::DuplicateSkills);
     }
     if has_duplicates(&tools) {
-        return Err("execution envelope tool digests must be unique".into());
+        return Err(EnvelopeError::DuplicateTools);
     }
     if str_field(env, "runId") != d.run_id || str_field(env, "idempotencyKey") != d.idempotency_key {
-        return Err("dispatch identity does not match execution envelope".into());
+        return Err(EnvelopeError::Identity);
     }
     let lineage_ok = str_field(work, "workspaceId") == d.workspace_id
         && d.initiative_id.is_none_or(|i| str_field(work, "initiativeId") == i)
         && d.workstream_id.is_none_or(|w| str_field(work, "workstreamId") == w);
     if !lineage_ok {
-        return Err("execution envelope lineage does not match the task".into());
+        return Err(EnvelopeError::LineageMismatch);
     }
     match digest::contract_digest(env) {
         Ok(computed) if computed == str_field(env, "digest") => Ok(()),
-        Ok(_) => Err("execution envelope digest does not match its contents".into()),
-        Err(e) => Err(format!("execution envelope cannot be digested: {e}")),
+        Ok(_) => Err(EnvelopeError::DigestMismatch),
+        Err(e) => Err(EnvelopeError::Undigestable(e)),
     }
 }
 
@@ -94,7 +129,7 @@ fn has_duplicates(items: &[&str]) -> bool {
 }
 
 /// The required fields with the JSON types of §7.1; the message names the first one wrong.
-fn shape(env: &serde_json::Map<String, Value>) -> Result<(), String> {
+fn shape(env: &serde_json::Map<String, Value>) -> Result<(), EnvelopeError> {
     use Kind::*;
     let required: &[(&str, Kind)] = &[
         ("schemaVersion", Str),
@@ -132,11 +167,11 @@ fn shape(env: &serde_json::Map<String, Value>) -> Result<(), String> {
     check(actor.get("id"), Str, "producer.actor.id")?;
     let kinds = ["human", "agent", "service", "external_agent", "system"];
     if !actor.get("type").and_then(Value::as_str).is_some_and(|t| kinds.contains(&t)) {
-        return Err(format!("execution envelope field `producer.actor.type` must be one of {}", kinds.join(", ")));
+        return Err(EnvelopeError::WrongType { field: "producer.actor.type".into(), what: format!("one of {}", kinds.join(", ")) });
     }
     for (k, v) in env["workRef"].as_object().into_iter().flatten() {
         if !v.is_string() {
-            return Err(format!("execution envelope field `workRef.{k}` must be a string"));
+            return Err(EnvelopeError::WrongType { field: format!("workRef.{k}"), what: "a string".into() });
         }
     }
     let budget = &env["budget"];
@@ -157,7 +192,7 @@ enum Kind {
     StrList,
 }
 
-fn check(v: Option<&Value>, kind: Kind, field: &str) -> Result<(), String> {
+fn check(v: Option<&Value>, kind: Kind, field: &str) -> Result<(), EnvelopeError> {
     let (ok, what) = match kind {
         Kind::Str => (v.is_some_and(Value::is_string), "a string"),
         Kind::Num => (v.is_some_and(Value::is_number), "a number"),
@@ -166,8 +201,8 @@ fn check(v: Option<&Value>, kind: Kind, field: &str) -> Result<(), String> {
     };
     match (v, ok) {
         (_, true) => Ok(()),
-        (None, _) => Err(format!("execution envelope is missing `{field}`")),
-        (Some(_), false) => Err(format!("execution envelope field `{field}` must be {what}")),
+        (None, _) => Err(EnvelopeError::Missing(field.to_string())),
+        (Some(_), false) => Err(EnvelopeError::WrongType { field: field.to_string(), what: what.to_string() }),
     }
 }
 

@@ -14,6 +14,7 @@
 //! only once its delivery is committed), and `terminal_delivered` keeps a run's terminal
 //! message from ever being delivered twice by this peer.
 
+mod owed;
 mod writer;
 
 use std::collections::HashSet;
@@ -24,6 +25,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::protocol::PeerMessage;
 use crate::store::{NewEntry, OutboxEntry, Store, StoreError};
+pub use owed::Oldest;
+use owed::Owed;
 use writer::{Queue, Request};
 
 /// Most bytes handed over and not yet committed before `push` waits for the writer.
@@ -52,6 +55,8 @@ struct Inner {
     claims: Arc<Mutex<HashSet<u64>>>,
     /// Messages committed since start (the writer counts).
     stored: Arc<std::sync::atomic::AtomicU64>,
+    /// When each group still owed was committed (the writer keeps it).
+    owed: Arc<Owed>,
 }
 
 impl Drop for Inner {
@@ -91,6 +96,7 @@ impl Outbox {
         let claims: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let queue = Arc::new(Queue::new(QUEUE_BYTES));
         let stored: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let owed = Arc::new(Owed::restored(store.pending_range().ok().flatten().map(|(_, last)| last)));
         writer::spawn(writer::Writer {
             queue: queue.clone(),
             store: store.clone(),
@@ -98,8 +104,9 @@ impl Outbox {
             committed: committed.clone(),
             claims: claims.clone(),
             stored: stored.clone(),
+            owed: owed.clone(),
         });
-        Outbox { inner: Arc::new(Inner { store, queue, appended, committed, claims, stored }) }
+        Outbox { inner: Arc::new(Inner { store, queue, appended, committed, claims, stored, owed }) }
     }
 
     /// Hand `messages` (in order) to the writer; waits only while the hand-over is full.
@@ -190,6 +197,11 @@ impl Outbox {
     /// Write transactions the store committed since start (each one fdatasync).
     pub fn commits(&self) -> u64 {
         self.inner.store.commits()
+    }
+
+    /// The oldest message still owed to the server: when it was committed.
+    pub fn oldest_owed(&self) -> Oldest {
+        self.inner.owed.oldest(self.inner.store.pending_range().ok().flatten().map(|(first, _)| first))
     }
 
     /// Messages committed to the outbox since start.

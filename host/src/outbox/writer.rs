@@ -136,6 +136,7 @@ pub(super) struct Writer {
     pub committed: watch::Sender<u64>,
     pub claims: Arc<Mutex<HashSet<u64>>>,
     pub stored: Arc<AtomicU64>,
+    pub owed: Arc<super::Owed>,
 }
 
 /// How often a failing commit is retried, at most.
@@ -248,6 +249,13 @@ impl Writer {
             }
         }
         self.stored.fetch_add(append.len() as u64, Ordering::Relaxed);
+        self.owed.appended(first, append.len() as u64, std::time::SystemTime::now());
+        if !acks.is_empty() {
+            // One read of the outbox's first key per delivery commit keeps the ledger short.
+            if let Ok(range) = self.store.pending_range() {
+                self.owed.settled_before(range.map(|(first, _)| first));
+            }
+        }
         if !append.is_empty() {
             self.appended.send_replace(first + append.len() as u64 - 1);
         }

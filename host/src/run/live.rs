@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::lines::Line;
 use super::pipeline::{RunPipeline, RunSpec};
 use super::process::{DriverProcess, ExitInfo, SpawnSpec};
+use super::progress::Progress;
 use super::tree;
 use crate::components::{ActiveComponents, RunReport};
 use crate::driver::probe::GATEWAY_KEYS;
@@ -82,6 +83,7 @@ pub async fn run(
     components: ActiveComponents,
     rules: Arc<Vec<Rule>>,
     mut cancel: watch::Receiver<Option<String>>,
+    progress: Arc<Progress>,
 ) {
     let (outbox, store) = (cfg.outbox.clone(), cfg.store.clone());
     let run_id = dispatch.run_id.clone();
@@ -96,7 +98,8 @@ pub async fn run(
         let (outbox, limits, reports, meters, driver_id) =
             (outbox.clone(), cfg.limits, cfg.reports.clone(), meters.clone(), driver.driver.id);
         std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
-            let (report, outcome) = pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx, meters);
+            let (report, outcome) =
+                pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx, meters, &progress);
             crate::metrics::global().run_ended(driver_id, outcome);
             if let Some(reports) = reports {
                 let _ = reports.send(report);
@@ -228,6 +231,7 @@ fn spawn_spec(d: &Dispatch, driver: &EnabledDriver, cfg: &RunConfig) -> SpawnSpe
     let command = (driver.driver.command)(&Launch { prompt: &prompt, settings: &driver.settings });
     let mut env_add = command.env_add;
     env_add.push(("ORGX_RUN_ID".into(), d.run_id.clone().into()));
+    env_add.push((tree::RUN_TAG.into(), tree::tag(&d.run_id).into()));
     SpawnSpec {
         program: driver.settings.bin.clone(),
         args: command.args,
@@ -260,6 +264,7 @@ fn pipeline_thread(
     mut inputs: mpsc::Receiver<Input>,
     done: oneshot::Sender<()>,
     meters: RunMeters,
+    progress: &Progress,
 ) -> (RunReport, RunOutcome) {
     let run_id = context.run_id.clone();
     let driver = context.driver.clone();
@@ -287,6 +292,9 @@ fn pipeline_thread(
             Some(PeerMessage::Failed(_)) => outcome = ended_by.unwrap_or(RunOutcome::Failed),
             _ => {}
         }
+        if let Some(PeerMessage::Step(s)) = msgs.iter().rev().find(|m| matches!(m, PeerMessage::Step(_))) {
+            progress.step(&s.step.summary);
+        }
         let handed = outbox.push(&msgs);
         let stored = match handed {
             Ok(ticket) if wait => ticket.wait().map(drop),
@@ -301,7 +309,10 @@ fn pipeline_thread(
     push(first, run.is_done(), None);
     while !run.is_done() {
         let msgs = match inputs.blocking_recv() {
-            Some(Input::Line(line)) => run.on_line(&line),
+            Some(Input::Line(line)) => {
+                progress.line_read();
+                run.on_line(&line)
+            }
             Some(Input::End(reason, tail)) => {
                 ended_by = match reason {
                     t::EndReason::Cancelled(_) => Some(RunOutcome::Cancelled),

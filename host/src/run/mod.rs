@@ -2,14 +2,16 @@
 //!
 //! `lines` frames output bytes, `process` owns the driver process, `live` runs a dispatch
 //! end to end, `pipeline` maps lines through the run's component instances and enforces
-//! message order, `budget` caps what a whole run may send, and `replay` feeds a recorded
-//! transcript through the same pipeline.
+//! message order, `budget` caps what a whole run may send, `progress` is what `status`
+//! shows of a run in flight, and `replay` feeds a recorded transcript through the same
+//! pipeline.
 
 pub mod budget;
 pub mod lines;
 pub mod live;
 pub mod pipeline;
 pub mod process;
+pub mod progress;
 pub mod replay;
 pub mod tree;
 

@@ -84,10 +84,17 @@ impl RunPipeline {
         let mut matcher = MatcherInstance::new(spec.matcher, limits)?;
         let rules: Vec<m::Rule> = spec.rules.iter().map(Into::into).collect();
         self.meters.matcher_calls.inc();
-        for w in matcher.begin(&spec.context.run_id, &rules)? {
+        let warnings = matcher.begin(&spec.context.run_id, &rules)?;
+        // One line per run however many rules were refused (a server can send 10,000 bad
+        // ones); each rule's own reason is at debug level.
+        for w in &warnings {
             let skill = spec.rules.get(w.index as usize).map_or("?", |r| r.skill_id.as_str());
-            tracing::warn!(run_id = %spec.context.run_id, component = %matcher.component().label(), skill_id = skill,
-                "rule #{} disabled: {}", w.index, w.message);
+            tracing::debug!(run_id = %spec.context.run_id, skill_id = skill, "rule #{} disabled: {}", w.index, w.message);
+        }
+        if let Some(first) = warnings.first() {
+            let skill = spec.rules.get(first.index as usize).map_or("?", |r| r.skill_id.as_str());
+            tracing::warn!(run_id = %spec.context.run_id, component = %matcher.component().label(), disabled = warnings.len(),
+                "{} rule(s) disabled for this run; the first, rule #{} of skill `{skill}`: {}", warnings.len(), first.index, first.message);
         }
         self.mapper = Some(mapper);
         self.matcher = Some(matcher);

@@ -4,14 +4,42 @@
 //! CLI's group leaves `bash -c 'sleep 30'` running after a cancel, re-parented away. Two facts
 //! find such processes anyway: the peer is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so
 //! orphans re-parent to it instead of PID 1 and the parent links stay walkable; and every
-//! process of a run carries `ORGX_RUN_ID=<run id>` in its environment (the host sets it on the
-//! CLI and children inherit it), which also finds them after the peer itself was killed and
-//! restarted. A run's end (cancel, timeout and normal exit alike) stops all of them: SIGTERM
-//! to each, SIGKILL after the grace, and orphans that reached the peer are reaped.
+//! process of a run carries `ORGX_RUN_TAG=<peer scope>/<run id>` in its environment (the host
+//! sets it on the CLI beside `ORGX_RUN_ID`, and children inherit it), which also finds them
+//! after the peer itself was killed and restarted. The scope is a digest of the peer's data
+//! dir: stable across restarts of one peer, and different for two peers of one user, so
+//! neither ever stops the other's processes when their run ids meet (the tests of this repo
+//! give many runs one id, and once a peer stopped a neighbour's CLI by its `ORGX_RUN_ID`). A
+//! run's end (cancel, timeout and normal exit alike) stops all of them: SIGTERM to each,
+//! SIGKILL after the grace, and orphans that reached the peer are reaped.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The environment variable that tags every process of a run.
+pub const RUN_TAG: &str = "ORGX_RUN_TAG";
+
+/// This peer's scope in run tags, set once at start (`scope_to`); unset (`-`) in unit tests.
+static SCOPE: OnceLock<String> = OnceLock::new();
+
+/// Tag runs with a scope derived from `data_dir` (the first call wins).
+pub fn scope_to(data_dir: &Path) {
+    let _ = SCOPE.set(scope_of(data_dir));
+}
+
+fn scope_of(data_dir: &Path) -> String {
+    let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+    hex::encode(&Sha256::digest(dir.as_os_str().as_encoded_bytes())[..6])
+}
+
+/// The value of `RUN_TAG` for `run_id`'s processes.
+pub fn tag(run_id: &str) -> String {
+    format!("{}/{run_id}", SCOPE.get().map_or("-", String::as_str))
+}
 
 /// The CLI processes the peer spawned itself and still waits for (through tokio): their exit
 /// statuses belong to their runs, so the orphan reaper never takes them.
@@ -74,7 +102,7 @@ fn tagged(pid: i32, tag: &[u8]) -> bool {
 /// process tagged with the run's id. Never the peer itself.
 pub fn members(run_id: &str, root: Option<i32>) -> BTreeSet<i32> {
     let me = std::process::id() as i32;
-    let tag = format!("ORGX_RUN_ID={run_id}").into_bytes();
+    let tag = format!("{RUN_TAG}={}", tag(run_id)).into_bytes();
     let procs: Vec<(i32, i32, char)> = all_pids().into_iter().filter_map(|p| stat(p).map(|(pp, s)| (p, pp, s))).collect();
     let mut found: BTreeSet<i32> = procs.iter().filter(|(p, _, s)| *s != 'Z' && *p != me && tagged(*p, &tag)).map(|(p, _, _)| *p).collect();
     if let Some(root) = root.filter(|r| *r > 1 && *r != me) {
@@ -142,6 +170,35 @@ mod tests {
     use super::*;
     use std::process::{Command, Stdio};
 
+    #[test]
+    fn each_data_dir_scopes_its_own_run_tags() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        assert_eq!(scope_of(a.path()), scope_of(a.path()), "stable across restarts");
+        assert_eq!(scope_of(a.path()), scope_of(&a.path().join(".")), "one dir, however it is spelled");
+        assert_ne!(scope_of(a.path()), scope_of(b.path()));
+        assert_eq!(scope_of(a.path()).len(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_process_of_another_peer_with_the_same_run_id_is_not_ours() {
+        let run_id = format!("shared-id-{}", std::process::id());
+        let mut neighbour = Command::new("sleep").arg("30").env(RUN_TAG, format!("0123456789ab/{run_id}")).spawn().unwrap();
+        let mut ours = Command::new("sleep").arg("30").env(RUN_TAG, tag(&run_id)).spawn().unwrap();
+        let t0 = Instant::now();
+        while !members(&run_id, None).contains(&(ours.id() as i32)) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let found = members(&run_id, None);
+        assert!(found.contains(&(ours.id() as i32)), "{found:?}");
+        assert!(!found.contains(&(neighbour.id() as i32)), "another peer's process: {found:?}");
+        assert_eq!(stop(&run_id, None, None, Duration::from_millis(500)).await, 1, "ours alone is stopped");
+        assert!(neighbour.try_wait().unwrap().is_none(), "the neighbour was left running");
+        for c in [&mut neighbour, &mut ours] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     #[tokio::test]
     async fn a_process_that_escaped_the_group_and_its_parent_is_found_by_its_tag_and_stopped() {
         let run_id = format!("tree-test-{}", std::process::id());
@@ -149,7 +206,7 @@ mod tests {
         // the sleeper is an orphan in no group of ours, as opencode's shell tools are.
         let mut parent = Command::new("sh")
             .args(["-c", "setsid sh -c 'sleep 30' </dev/null >/dev/null 2>&1 & exit 0"])
-            .env("ORGX_RUN_ID", &run_id)
+            .env(RUN_TAG, tag(&run_id))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -160,7 +217,7 @@ mod tests {
             found = members(&run_id, None);
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!found.is_empty(), "the escaped sleeper is found by its ORGX_RUN_ID");
+        assert!(!found.is_empty(), "the escaped sleeper is found by its run tag");
         assert!(members("some-other-run", None).is_disjoint(&found), "another run's processes are not ours");
         let stopped = stop(&run_id, None, None, Duration::from_secs(3)).await;
         assert!(stopped >= 1);

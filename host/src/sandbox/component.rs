@@ -192,7 +192,7 @@ pub fn admit(
     };
     let link_err = |e: wasmtime::Error| fail(LoadStage::Link, format!("{e:#}"));
     let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
-    super::typecheck::check_exports(engine.engine(), &instance_pre, world, version).map_err(|m| fail(LoadStage::Link, m))?;
+    super::typecheck::check_exports(engine.engine(), &instance_pre, world, version).map_err(|e| fail(LoadStage::Link, e.to_string()))?;
     let pre = match (world, version) {
         (World::Mapper, WitVersion::V0_1_0) => {
             Pre::Mapper(MapperPre::V0_1_0(v0_1_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?))

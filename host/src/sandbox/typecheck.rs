@@ -21,6 +21,20 @@ use wasmtime::component::{ComponentNamedList, InstancePre, Lift, Lower};
 use super::instance::GuestState;
 use super::wit::{WitVersion, World};
 
+/// Why a world export does not have what the host calls; names the interface and function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    #[error("`{interface}` is not an interface instance")]
+    NotAnInterface { interface: String },
+    /// `reason` is wasmtime's account of the difference (an `anyhow` chain, so text).
+    #[error("`{interface}#{func}` does not have the type the WIT gives it: {reason}")]
+    WrongType { interface: String, func: String, reason: String },
+    #[error("`{interface}#{func}` is not a function")]
+    NotAFunction { interface: String, func: String },
+    #[error("`{interface}` has no function `{func}`")]
+    NoFunction { interface: String, func: String },
+}
+
 /// The one table of host calls, instantiated for each version's generated types: a new
 /// version is one more line in `check_exports`, not another copy of the signatures.
 macro_rules! check_world {
@@ -44,7 +58,12 @@ macro_rules! check_world {
 }
 
 /// Check every function the host calls on `world`'s export; the error names the function.
-pub fn check_exports(engine: &wasmtime::Engine, pre: &InstancePre<GuestState>, world: World, version: WitVersion) -> Result<(), String> {
+pub fn check_exports(
+    engine: &wasmtime::Engine,
+    pre: &InstancePre<GuestState>,
+    world: World,
+    version: WitVersion,
+) -> Result<(), ExportError> {
     match version {
         WitVersion::V0_1_0 => check_world!(engine, pre, world, version, v0_1_0),
         WitVersion::V0_2_0 => check_world!(engine, pre, world, version, v0_2_0),
@@ -61,26 +80,28 @@ struct Export<'a> {
 
 impl<'a> Export<'a> {
     /// The interface the component exports as `name`.
-    fn find(engine: &'a wasmtime::Engine, pre: &'a InstancePre<GuestState>, name: &'a str) -> Result<Export<'a>, String> {
+    fn find(engine: &'a wasmtime::Engine, pre: &'a InstancePre<GuestState>, name: &'a str) -> Result<Export<'a>, ExportError> {
         match pre.component().component_type().get_export(engine, name).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(instance)) => Ok(Export { engine, pre, name, instance }),
-            _ => Err(format!("`{name}` is not an interface instance")),
+            _ => Err(ExportError::NotAnInterface { interface: name.to_string() }),
         }
     }
 
     /// `func` exists in the interface and has parameters `P` and results `R`.
-    fn check<P, R>(&self, func: &str) -> Result<(), String>
+    fn check<P, R>(&self, func: &str) -> Result<(), ExportError>
     where
         P: ComponentNamedList + Lower,
         R: ComponentNamedList + Lift,
     {
-        let interface = self.name;
-        match self.instance.get_export(self.engine, func).map(|x| x.ty) {
-            Some(ComponentItem::ComponentFunc(f)) => f
-                .typecheck::<P, R>(&self.pre.instance_type())
-                .map_err(|e| format!("`{interface}#{func}` does not have the type the WIT gives it: {e:#}")),
-            Some(_) => Err(format!("`{interface}#{func}` is not a function")),
-            None => Err(format!("`{interface}` has no function `{func}`")),
+        let (interface, func) = (self.name.to_string(), func.to_string());
+        match self.instance.get_export(self.engine, &func).map(|x| x.ty) {
+            Some(ComponentItem::ComponentFunc(f)) => f.typecheck::<P, R>(&self.pre.instance_type()).map_err(|e| ExportError::WrongType {
+                interface,
+                func,
+                reason: format!("{e:#}"),
+            }),
+            Some(_) => Err(ExportError::NotAFunction { interface, func }),
+            None => Err(ExportError::NoFunction { interface, func }),
         }
     }
 }

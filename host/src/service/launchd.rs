@@ -39,8 +39,12 @@ pub fn plist(spec: &Spec, log_file: &Path) -> String {
     let args: Vec<String> = std::iter::once(spec.exe.display().to_string()).chain(spec.args()).collect();
     key("ProgramArguments", format!("<array>\n{}\t</array>", args.iter().map(|a| format!("\t\t{}\n", string(a))).collect::<String>()));
     let key_file = spec.key_file.display().to_string();
-    let env: Vec<(&str, &str)> =
-        spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([("ORGX_API_KEY_FILE", key_file.as_str())]).collect();
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([("ORGX_API_KEY_FILE", key_file.as_str()), (super::MANAGER_ENV, "launchd")])
+        .collect();
     key(
         "EnvironmentVariables",
         format!(
@@ -83,6 +87,7 @@ mod tests {
             "\t\t<string>/usr/local/bin/orgx-peer</string>\n\t\t<string>start</string>\n\t\t<string>--config</string>\n\t\t<string>/Users/u/.config/orgx-peer/config.toml</string>\n",
             "\t\t<key>PATH</key>\n\t\t<string>/opt/homebrew/bin:/usr/bin</string>",
             "\t\t<key>ORGX_API_KEY_FILE</key>\n\t\t<string>/Users/u/.config/orgx-peer/service.key</string>",
+            "\t\t<key>ORGX_SERVICE_MANAGER</key>\n\t\t<string>launchd</string>",
             "<key>RunAtLoad</key>\n\t<true/>",
             "<key>SuccessfulExit</key>\n\t\t<false/>",
             "<key>ThrottleInterval</key>\n\t<integer>10</integer>",

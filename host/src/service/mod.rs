@@ -29,6 +29,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const UNIT_NAME: &str = "orgx-peer.service";
 /// The launchd agent's label.
 pub const LABEL: &str = "com.useorgx.orgx-peer";
+/// Set by the launchd agent's plist, so the peer knows a failed exit would be restarted in a
+/// loop (`main` exits 0 instead of 2 or 3 there).
+pub const MANAGER_ENV: &str = "ORGX_SERVICE_MANAGER";
 /// The key's credential name under systemd's `LoadCredential=`.
 pub const CREDENTIAL: &str = "orgx-api-key";
 
@@ -262,28 +265,42 @@ impl Step {
     }
 }
 
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The last line of its error output, and how it exited (when it is known).
+    #[error("{message}{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Failed { message: String, status: Option<std::process::ExitStatus> },
+}
+
 /// The one seam to the outside: runs a command to completion, output captured.
 pub trait Runner {
     /// stdout on success; on failure, what went wrong (stderr, or why it could not start).
-    fn run(&self, argv: &[String]) -> Result<String, String>;
+    fn run(&self, argv: &[String]) -> Result<String, CommandError>;
 }
 
 /// The real commands.
 pub struct System;
 
 impl Runner for System {
-    fn run(&self, argv: &[String]) -> Result<String, String> {
+    fn run(&self, argv: &[String]) -> Result<String, CommandError> {
         let out = std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run `{}`: {e}", argv[0]))?;
+            .map_err(|source| CommandError::Spawn { program: argv[0].clone(), source })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or("no error output").to_string()
-                + &format!(" ({})", out.status))
+            let message = err.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or("no error output").to_string();
+            Err(CommandError::Failed { message, status: Some(out.status) })
         }
     }
 }
@@ -294,7 +311,7 @@ fn gui_domain() -> String {
 }
 
 /// Whether the manager answers; `Err` says why not.
-pub fn reachable(manager: Manager, runner: &dyn Runner) -> Result<(), String> {
+pub fn reachable(manager: Manager, runner: &dyn Runner) -> Result<(), CommandError> {
     let argv: Vec<String> = match manager {
         Manager::Systemd => ["systemctl", "--user", "show", "--property=Version"].map(String::from).to_vec(),
         Manager::Launchd => vec!["launchctl".into(), "print".into(), gui_domain()],
@@ -418,7 +435,7 @@ pub fn install(req: &InstallRequest, spec: &Spec, runner: &dyn Runner) -> Result
     let started = if !req.start {
         Started::Skipped(steps)
     } else if let Err(why) = reachable(layout.manager, runner) {
-        Started::Unreachable(why, steps)
+        Started::Unreachable(why.to_string(), steps)
     } else {
         run_steps(&steps, runner)?;
         Started::Yes
@@ -481,7 +498,7 @@ fn run_steps(steps: &[Step], runner: &dyn Runner) -> Result<(), ServiceError> {
     for step in steps {
         if let Err(reason) = runner.run(&step.argv) {
             if !step.may_fail {
-                return Err(ServiceError::Command { command: step.shell(), reason });
+                return Err(ServiceError::Command { command: step.shell(), reason: reason.to_string() });
             }
         }
     }
@@ -519,7 +536,7 @@ pub fn uninstall(layout: &Layout, stop: bool, runner: &dyn Runner) -> Result<Uni
     let stopped = if !stop {
         Started::Skipped(before.into_iter().chain(after).collect())
     } else if let Err(why) = reach {
-        Started::Unreachable(why, before.into_iter().chain(after).collect())
+        Started::Unreachable(why.to_string(), before.into_iter().chain(after).collect())
     } else {
         run_steps(&after, runner)?;
         Started::Yes
@@ -632,11 +649,11 @@ mod tests {
     }
 
     impl Runner for Recorder {
-        fn run(&self, argv: &[String]) -> Result<String, String> {
+        fn run(&self, argv: &[String]) -> Result<String, CommandError> {
             let line = argv.join(" ");
             self.ran.borrow_mut().push(line.clone());
             if self.failing.iter().any(|f| line.starts_with(f)) {
-                return Err("Failed to connect to bus".into());
+                return Err(CommandError::Failed { message: "Failed to connect to bus".into(), status: None });
             }
             Ok(if line == "systemctl --version" { "systemd 255 (255.4-1)\n+PAM".into() } else { String::new() })
         }

@@ -266,6 +266,16 @@ impl Store {
         self.read(|r| Ok(r.open_table(OUTBOX)?.len()?))
     }
 
+    /// The lowest and the highest sequence number still in the outbox.
+    pub fn pending_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(OUTBOX)?;
+            let first = t.first()?.map(|(k, _)| k.value());
+            let last = t.last()?.map(|(k, _)| k.value());
+            Ok(first.zip(last))
+        })
+    }
+
     pub fn terminal_delivered(&self, run_id: &str) -> Result<bool, StoreError> {
         self.read(|r| Ok(r.open_table(DELIVERED)?.get(run_id)?.is_some()))
     }

@@ -8,17 +8,71 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::manifest::Manifest;
+use super::manifest::{Manifest, ManifestError};
 
 const PUBLIC_PREFIX: &str = "ed25519:";
 const SECRET_PREFIX: &str = "orgx-peer-ed25519-secret:";
+
+/// Why a key's text is refused, or a key cannot be made or cannot sign.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("a public key starts with `{PUBLIC_PREFIX}`")]
+    PublicPrefix,
+    #[error("the key is not valid base64: {0}")]
+    PublicBase64(#[source] base64::DecodeError),
+    #[error("an Ed25519 public key has 32 bytes, not {0}")]
+    PublicLength(usize),
+    #[error("not a valid Ed25519 public key")]
+    PublicInvalid(#[source] ed25519_dalek::SignatureError),
+    /// A weak (small-order) key would accept forged signatures for some messages.
+    #[error("refusing a weak (small-order) Ed25519 key")]
+    Weak,
+    #[error("a secret key file starts with `{SECRET_PREFIX}`")]
+    SecretPrefix,
+    /// No cause: the decoder's message quotes the offending byte of the secret.
+    #[error("the secret key is not valid base64")]
+    SecretBase64,
+    #[error("an Ed25519 secret key has 32 bytes")]
+    SecretLength,
+    /// Not a `source`: `getrandom::Error` is no `std::error::Error` without its `std` feature.
+    #[error("the system random source failed: {0}")]
+    Random(getrandom::Error),
+    #[error("the manifest names key {manifest}, but this key is {key}")]
+    WrongKey { manifest: String, key: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Why a set of trusted keys cannot be read: which setting, which file, which line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}", setting.map(|s| format!("{s}: ")).unwrap_or_default(), fault)]
+pub struct TrustedKeysError {
+    /// `ORGX_TRUSTED_KEYS_FILE` or `ORGX_TRUSTED_KEYS`, when the keys came from a setting.
+    pub setting: Option<&'static str>,
+    #[source]
+    pub fault: TrustedKeysFault,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedKeysFault {
+    #[error("cannot read trusted keys file `{}`: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}line {line}: {source}", path.as_ref().map(|p| format!("trusted keys file `{}`: ", p.display())).unwrap_or_default())]
+    Key { path: Option<PathBuf>, line: usize, source: KeyError },
+}
+
+impl From<TrustedKeysFault> for TrustedKeysError {
+    fn from(fault: TrustedKeysFault) -> TrustedKeysError {
+        TrustedKeysError { setting: None, fault }
+    }
+}
 
 /// A trusted Ed25519 public key.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,14 +80,13 @@ pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
     /// Parse `ed25519:<base64>`.
-    pub fn parse(text: &str) -> Result<PublicKey, String> {
-        let b64 = text.trim().strip_prefix(PUBLIC_PREFIX).ok_or_else(|| format!("a public key starts with `{PUBLIC_PREFIX}`"))?;
-        let bytes = B64.decode(b64).map_err(|e| format!("the key is not valid base64: {e}"))?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("an Ed25519 public key has 32 bytes, not {}", b.len()))?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 public key".to_string())?;
-        // A weak (small-order) key would accept forged signatures for some messages.
+    pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
+        let b64 = text.trim().strip_prefix(PUBLIC_PREFIX).ok_or(KeyError::PublicPrefix)?;
+        let bytes = B64.decode(b64).map_err(KeyError::PublicBase64)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| KeyError::PublicLength(b.len()))?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(KeyError::PublicInvalid)?;
         if key.is_weak() {
-            return Err("refusing a weak (small-order) Ed25519 key".into());
+            return Err(KeyError::Weak);
         }
         Ok(PublicKey(key))
     }
@@ -57,16 +110,16 @@ impl fmt::Debug for PublicKey {
 pub struct SecretKey(SigningKey);
 
 impl SecretKey {
-    pub fn generate() -> Result<SecretKey, String> {
+    pub fn generate() -> Result<SecretKey, KeyError> {
         let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|e| format!("the system random source failed: {e}"))?;
+        getrandom::getrandom(&mut seed).map_err(KeyError::Random)?;
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 
-    pub fn parse(text: &str) -> Result<SecretKey, String> {
-        let b64 = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| format!("a secret key file starts with `{SECRET_PREFIX}`"))?;
-        let bytes = B64.decode(b64).map_err(|_| "the secret key is not valid base64".to_string())?;
-        let seed: [u8; 32] = bytes.try_into().map_err(|_| "an Ed25519 secret key has 32 bytes".to_string())?;
+    pub fn parse(text: &str) -> Result<SecretKey, KeyError> {
+        let b64 = text.trim().strip_prefix(SECRET_PREFIX).ok_or(KeyError::SecretPrefix)?;
+        let bytes = B64.decode(b64).map_err(|_| KeyError::SecretBase64)?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| KeyError::SecretLength)?;
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 
@@ -79,11 +132,11 @@ impl SecretKey {
     }
 
     /// Sign `manifest`, whose `key_id` must be this key's id.
-    pub fn sign(&self, manifest: &Manifest) -> Result<String, String> {
+    pub fn sign(&self, manifest: &Manifest) -> Result<String, KeyError> {
         if manifest.key_id != self.public().id() {
-            return Err(format!("the manifest names key {}, but this key is {}", manifest.key_id, self.public().id()));
+            return Err(KeyError::WrongKey { manifest: manifest.key_id.clone(), key: self.public().id() });
         }
-        let canonical = manifest.canonical().map_err(|e| e.to_string())?;
+        let canonical = manifest.canonical()?;
         Ok(B64.encode(self.0.sign(&canonical).to_bytes()))
     }
 }
@@ -115,32 +168,38 @@ pub struct TrustedKeys(BTreeMap<String, PublicKey>);
 
 impl TrustedKeys {
     /// Keys from text: one `ed25519:...` per line (or comma-separated); `#` starts a comment.
-    pub fn parse(text: &str) -> Result<TrustedKeys, String> {
+    pub fn parse(text: &str) -> Result<TrustedKeys, TrustedKeysError> {
         let mut keys = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("");
             for item in line.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let key = PublicKey::parse(item).map_err(|e| format!("line {}: {e}", n + 1))?;
+                let key = PublicKey::parse(item).map_err(|source| TrustedKeysFault::Key { path: None, line: n + 1, source })?;
                 keys.insert(key.id(), key);
             }
         }
         Ok(TrustedKeys(keys))
     }
 
-    pub fn from_file(path: &Path) -> Result<TrustedKeys, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read trusted keys file `{}`: {e}", path.display()))?;
-        TrustedKeys::parse(&text).map_err(|e| format!("trusted keys file `{}`: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<TrustedKeys, TrustedKeysError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrustedKeysFault::Read { path: path.to_path_buf(), source })?;
+        TrustedKeys::parse(&text).map_err(|mut e| {
+            if let TrustedKeysFault::Key { path: p, .. } = &mut e.fault {
+                *p = Some(path.to_path_buf());
+            }
+            e
+        })
     }
 
     /// The keys of `ORGX_TRUSTED_KEYS_FILE` plus those of `ORGX_TRUSTED_KEYS`; an error names
     /// the setting at fault.
-    pub fn from_settings(file: Option<&Path>, inline: Option<&str>) -> Result<TrustedKeys, String> {
+    pub fn from_settings(file: Option<&Path>, inline: Option<&str>) -> Result<TrustedKeys, TrustedKeysError> {
+        let from = |setting: &'static str| move |e: TrustedKeysError| TrustedKeysError { setting: Some(setting), ..e };
         let mut keys = match file {
-            Some(path) => TrustedKeys::from_file(path).map_err(|e| format!("ORGX_TRUSTED_KEYS_FILE: {e}"))?,
+            Some(path) => TrustedKeys::from_file(path).map_err(from("ORGX_TRUSTED_KEYS_FILE"))?,
             None => TrustedKeys::default(),
         };
         if let Some(inline) = inline.filter(|s| !s.trim().is_empty()) {
-            keys.merge(TrustedKeys::parse(inline).map_err(|e| format!("ORGX_TRUSTED_KEYS: {e}"))?);
+            keys.merge(TrustedKeys::parse(inline).map_err(from("ORGX_TRUSTED_KEYS"))?);
         }
         Ok(keys)
     }
@@ -254,7 +313,7 @@ mod tests {
             ("ed25519:AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "weak"),
         ];
         for (text, want) in table {
-            let err = TrustedKeys::parse(text).expect_err(text);
+            let err = TrustedKeys::parse(text).expect_err(text).to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
         let two =
@@ -264,6 +323,7 @@ mod tests {
         assert!(SecretKey::parse("ed25519:AAAA").is_err());
         let mut m = manifest(&k);
         m.key_id = "0000000000000000".into();
-        assert!(k.sign(&m).unwrap_err().contains("names key"));
+        assert!(matches!(k.sign(&m), Err(KeyError::WrongKey { .. })));
+        assert!(k.sign(&m).unwrap_err().to_string().contains("names key"));
     }
 }

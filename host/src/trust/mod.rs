@@ -7,7 +7,7 @@ pub mod manifest;
 
 use serde::{Deserialize, Serialize};
 
-pub use keys::{PublicKey, SecretKey, SignatureError, TrustedKeys};
+pub use keys::{KeyError, PublicKey, SecretKey, SignatureError, TrustedKeys, TrustedKeysError};
 pub use manifest::{Manifest, ManifestError, Slot};
 
 /// A manifest with its signature: the body of a `.wasm.sig` file, and the signed part of a

@@ -6,20 +6,29 @@
 //! naming the `Idempotency-Key` and the SHA-256 of the bytes it received (computed here, not
 //! copied from the peer's header) — unless a test scripts other answers (`script_receipts`).
 //! The handshake echoes `orgx.v1` unless a test says otherwise (`set_echo`).
+//!
+//! For the hostile-server tests it can also misbehave on purpose: many frames in one write
+//! (`send_batch`), a text frame cut into fragments of a few bytes (`send_fragmented`) or written
+//! one byte per TCP write (`send_trickled`), and HTTP endpoints that never answer or stream a
+//! body generated as it is written, never held in memory (`script_http`).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 /// One HTTP call the server received.
@@ -61,10 +70,25 @@ pub enum Echo {
     Other(String),
 }
 
+/// A scripted HTTP answer other than a status (`FakeOrgx::script_http`).
+#[derive(Debug, Clone)]
+pub enum HttpReply {
+    /// Read the request and never answer, holding the connection open.
+    Hang,
+    /// `200`, chunked: `prefix`, then `item` again and again until the body would pass `total`
+    /// bytes (forever when `None`), then `suffix`. Generated as it is written, 64 KiB at a
+    /// time, so a 1 GiB body costs the server no memory; it stops when the client hangs up.
+    Stream { content_type: &'static str, prefix: Vec<u8>, item: Vec<u8>, suffix: Vec<u8>, total: Option<u64> },
+}
+
 /// What the test tells the live connection to do.
 #[derive(Debug)]
 enum Command {
     Send(String),
+    /// Every message fed, then one flush.
+    Batch(Vec<Message>),
+    /// One text message, every byte its own TCP write, this long apart.
+    Trickle(String, Duration),
     Close(u16, String),
     Drop,
     Silent,
@@ -87,6 +111,9 @@ struct State {
     receipts: VecDeque<ReceiptReply>,
     echo: Option<Echo>,
     live: Option<mpsc::UnboundedSender<Command>>,
+    http_replies: HashMap<String, HttpReply>,
+    /// Body bytes written per scripted path (`HttpReply::Stream`).
+    streamed: HashMap<String, u64>,
 }
 
 #[derive(Clone)]
@@ -205,6 +232,17 @@ impl FakeOrgx {
         self.frames().into_iter().map(|(_, f)| f).filter(|f| f["run_id"] == run_id).collect()
     }
 
+    /// Answer requests to paths starting with `path` with `reply` from now on (before
+    /// statuses and served bytes).
+    pub fn script_http(&self, path: &str, reply: HttpReply) {
+        self.lock().http_replies.insert(path.to_string(), reply);
+    }
+
+    /// Body bytes written so far to requests scripted at `path` with `HttpReply::Stream`.
+    pub fn streamed_bytes(&self, path: &str) -> u64 {
+        self.lock().streamed.get(path).copied().unwrap_or(0)
+    }
+
     pub fn calls(&self, path_prefix: &str) -> Vec<HttpCall> {
         self.lock().calls.iter().filter(|c| c.path.starts_with(path_prefix)).cloned().collect()
     }
@@ -219,6 +257,33 @@ impl FakeOrgx {
 
     pub fn send_text(&self, text: &str) -> bool {
         self.command(Command::Send(text.to_string()))
+    }
+
+    /// Send every text as its own message, written together and flushed once (a flood).
+    pub fn send_batch(&self, texts: impl IntoIterator<Item = String>) -> bool {
+        self.command(Command::Batch(texts.into_iter().map(|t| Message::Text(t.into())).collect()))
+    }
+
+    /// Send `text` as one message cut into WebSocket fragments of `size` bytes each: a text
+    /// frame, then continuation frames, the last one final. A cut may split a UTF-8 character.
+    pub fn send_fragmented(&self, text: &str, size: usize) -> bool {
+        let bytes = text.as_bytes();
+        let n = bytes.len().div_ceil(size.max(1));
+        let frames = bytes
+            .chunks(size.max(1))
+            .enumerate()
+            .map(|(i, chunk)| {
+                let opcode = if i == 0 { OpCode::Data(OpData::Text) } else { OpCode::Data(OpData::Continue) };
+                Message::Frame(Frame::message(chunk.to_vec(), opcode, i + 1 == n))
+            })
+            .collect();
+        self.command(Command::Batch(frames))
+    }
+
+    /// Send `text` as one ordinary text frame, written one byte per TCP write (Nagle is off),
+    /// `gap` apart.
+    pub fn send_trickled(&self, text: &str, gap: Duration) -> bool {
+        self.command(Command::Trickle(text.to_string(), gap))
     }
 
     pub fn close_with(&self, code: u16, reason: &str) -> bool {
@@ -299,7 +364,12 @@ impl FakeOrgx {
             }
             Ok(resp)
         };
-        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+        let trickle = Arc::new(Mutex::new(None));
+        let stream = Trickle { inner: stream, gap: trickle.clone(), pause: None };
+        // No frame limit of its own: what a test sends is the test's business, and what the
+        // peer sends is what is under test.
+        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await else { return };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let conn = {
             let mut st = self.lock();
@@ -312,6 +382,19 @@ impl FakeOrgx {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Command::Send(text)) => { if sink.send(Message::Text(text.into())).await.is_err() { break; } }
+                    Some(Command::Batch(messages)) => {
+                        let mut failed = false;
+                        for m in messages {
+                            if sink.feed(m).await.is_err() { failed = true; break; }
+                        }
+                        if failed || sink.flush().await.is_err() { break; }
+                    }
+                    Some(Command::Trickle(text, gap)) => {
+                        *trickle.lock().unwrap_or_else(|p| p.into_inner()) = Some(gap);
+                        let sent = sink.send(Message::Text(text.into())).await;
+                        *trickle.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        if sent.is_err() { break; }
+                    }
                     Some(Command::Close(code, reason)) => {
                         let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
                         break;
@@ -379,6 +462,31 @@ impl FakeOrgx {
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         let path = target.split('?').next().unwrap_or("").to_string();
         let authorized = headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {}", self.key));
+        let scripted = {
+            let mut st = self.lock();
+            let found = st.http_replies.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(p, r)| (p.clone(), r.clone()));
+            if found.is_some() {
+                st.calls.push(HttpCall {
+                    method: method.clone(),
+                    path: path.clone(),
+                    headers: headers.clone(),
+                    body: body.clone(),
+                    raw: raw.clone(),
+                });
+            }
+            found
+        };
+        match scripted {
+            Some((_, HttpReply::Hang)) => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Some((key, HttpReply::Stream { content_type, prefix, item, suffix, total })) => {
+                self.stream_body(&mut stream, &key, content_type, &prefix, &item, &suffix, total).await;
+                return;
+            }
+            None => {}
+        }
         let blob = if authorized { self.lock().blobs.get(&path).cloned() } else { None };
         if let Some(bytes) = blob {
             self.lock().calls.push(HttpCall { method, path, headers, body, raw });
@@ -419,6 +527,109 @@ impl FakeOrgx {
         );
         let _ = stream.write_all(resp.as_bytes()).await;
         let _ = stream.shutdown().await;
+    }
+}
+
+impl FakeOrgx {
+    /// Write a `HttpReply::Stream` body, chunked, counting what went out under `key`.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_body(
+        &self,
+        stream: &mut TcpStream,
+        key: &str,
+        content_type: &str,
+        prefix: &[u8],
+        item: &[u8],
+        suffix: &[u8],
+        total: Option<u64>,
+    ) {
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        // Whole items only, about 64 KiB of them per chunk; the last chunk stops where the
+        // suffix still fits under `total`.
+        let per_chunk = ((64 << 10) / item.len().max(1)).max(1);
+        let block: Vec<u8> = item.repeat(per_chunk);
+        let budget = total.map(|t| t.saturating_sub((prefix.len() + suffix.len()) as u64));
+        let mut items_left = budget.map(|b| b / item.len().max(1) as u64);
+        let mut written = prefix.len() as u64;
+        let mut out = vec![chunked(prefix)];
+        loop {
+            let n = match items_left {
+                Some(0) => break,
+                Some(left) => left.min(per_chunk as u64) as usize,
+                None => per_chunk,
+            };
+            if let Some(left) = items_left.as_mut() {
+                *left -= n as u64;
+            }
+            out.push(if n == per_chunk { chunked(&block) } else { chunked(&item.repeat(n)) });
+            written += (n * item.len()) as u64;
+            for chunk in out.drain(..) {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            *self.lock().streamed.entry(key.to_string()).or_default() = written;
+        }
+        written += suffix.len() as u64;
+        out.push(chunked(suffix));
+        out.push(b"0\r\n\r\n".to_vec());
+        for chunk in out {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        *self.lock().streamed.entry(key.to_string()).or_default() = written;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// `bytes` as one chunk of a chunked body (nothing for no bytes: an empty chunk ends the body).
+fn chunked(bytes: &[u8]) -> Vec<u8> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
+    framed.extend_from_slice(bytes);
+    framed.extend_from_slice(b"\r\n");
+    framed
+}
+
+/// The server's end of a gateway connection: a TCP stream whose writes are cut to one byte
+/// each, `gap` apart, while a trickled message is being sent.
+struct Trickle {
+    inner: TcpStream,
+    gap: Arc<Mutex<Option<Duration>>>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let gap = *self.gap.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(gap) = gap else { return Pin::new(&mut self.inner).poll_write(cx, buf) };
+        if let Some(pause) = self.pause.as_mut() {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..buf.len().min(1)]))?;
+        self.pause = Some(Box::pin(tokio::time::sleep(gap)));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -245,7 +245,7 @@ impl Registry {
         let sha256 = component.info.sha256.clone();
         let version = manifest.map_or(0, |m| m.version);
         if let Some(e) = &envelope {
-            self.files.put(e, (!stored).then_some(&bytes[..])).map_err(|e| Rejection::new(Stage::Store, e))?;
+            self.files.put(e, (!stored).then_some(&bytes[..])).map_err(|e| Rejection::new(Stage::Store, e.to_string()))?;
             let mut state = lock(&self.state);
             let record = state.slots.entry(slot).or_default();
             record.remember(HistoryEntry { sha256: sha256.clone(), version, origin });

@@ -6,8 +6,21 @@
 //! built-in. The version floor is rebuilt from the signed manifests if the record is gone.
 
 use super::{HistoryEntry, Registry, SlotRecord};
+use crate::components::admission::Rejection;
+use crate::components::files::FilesError;
 use crate::components::{admission, Origin, Serving};
 use crate::trust::{Envelope, Slot};
+
+/// Why a stored component is skipped (logged with its slot and digest).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RestoreError {
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error("its manifest says {stored_slot} v{stored_version}, the slot record says {slot} v{version}")]
+    NotTheRecorded { stored_slot: Slot, stored_version: u64, slot: Slot, version: u64 },
+    #[error(transparent)]
+    Refused(#[from] Rejection),
+}
 
 /// A slot record recovered from the signed manifests on disk, oldest version first.
 pub(super) fn rebuilt(slot: Slot, stored: &[Envelope]) -> SlotRecord {
@@ -37,19 +50,18 @@ impl Registry {
     }
 
     /// A stored component, with every check repeated against today's trusted keys.
-    fn reload(&self, slot: Slot, entry: &HistoryEntry) -> Result<Serving, String> {
+    fn reload(&self, slot: Slot, entry: &HistoryEntry) -> Result<Serving, RestoreError> {
         let stored = self.files.get(&entry.sha256)?;
         let m = &stored.envelope.manifest;
         if m.slot != slot || m.version != entry.version {
-            return Err(format!("its manifest says {} v{}, the slot record says {slot} v{}", m.slot, m.version, entry.version));
+            return Err(RestoreError::NotTheRecorded { stored_slot: m.slot, stored_version: m.version, slot, version: entry.version });
         }
         let precheck = admission::precheck(m, &stored.envelope.signature, &self.cfg.trusted, self.cfg.max_component_bytes, None);
-        let key_id = match precheck.map_err(|r| r.to_string())? {
+        let key_id = match precheck? {
             admission::Precheck::Proceed { key_id } | admission::Precheck::AlreadyActive { key_id } => key_id,
         };
         let loader = admission::Loader { sandbox: &self.sandbox, cache: Some(&self.cache), max_bytes: self.cfg.max_component_bytes };
-        let loaded =
-            admission::load(&loader, admission::Path::Restore, Some(m), &m.name, &stored.bytes, true).map_err(|r| r.to_string())?;
+        let loaded = admission::load(&loader, admission::Path::Restore, Some(m), &m.name, &stored.bytes, true)?;
         let component = loaded.component;
         Ok(Serving { component, version: m.version, origin: entry.origin, key_id: Some(key_id) })
     }
