@@ -1,4 +1,4 @@
-//! `orgx-peer plugin keygen | sign | verify | inspect | test`, run as a user runs them.
+//! `orgx-peer component keygen | sign | verify | inspect | test`, run as a user runs them.
 
 mod common;
 
@@ -26,51 +26,51 @@ fn s(p: &Path) -> &str {
 fn keygen_sign_verify_inspect() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("author.key");
-    let out = cli(&["plugin", "keygen", "--out", s(&key)]);
+    let out = cli(&["component", "keygen", "--out", s(&key)]);
     assert!(out.status.success(), "{}", text(&out));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    let again = cli(&["plugin", "keygen", "--out", s(&key)]);
+    let again = cli(&["component", "keygen", "--out", s(&key)]);
     assert_eq!(again.status.code(), Some(1), "a secret key is never overwritten: {}", text(&again));
     let public = dir.path().join("author.key.pub");
 
     let wasm = dir.path().join("guard.wasm");
     std::fs::write(&wasm, common::guest_wasm("orgx-matcher-template")).unwrap();
-    let out = cli(&["plugin", "sign", s(&wasm), "--key", s(&key), "--version", "3"]);
+    let out = cli(&["component", "sign", s(&wasm), "--key", s(&key), "--version", "3"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("slot        matcher"), "{}", text(&out));
-    let ok = cli(&["plugin", "verify", s(&wasm), "--trusted-keys-file", s(&public)]);
+    let ok = cli(&["component", "verify", s(&wasm), "--trusted-keys-file", s(&public)]);
     assert!(ok.status.success(), "{}", text(&ok));
 
-    let inspect = cli(&["plugin", "inspect", s(&wasm)]);
+    let inspect = cli(&["component", "inspect", s(&wasm)]);
     assert!(inspect.status.success(), "{}", text(&inspect));
     assert!(text(&inspect).contains("for slot matcher as guard v3"), "{}", text(&inspect));
-    let json: serde_json::Value = serde_json::from_slice(&cli(&["plugin", "inspect", "--json", s(&wasm)]).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&cli(&["component", "inspect", "--json", s(&wasm)]).stdout).unwrap();
     assert_eq!(json["signature"]["version"], 3);
     assert_eq!(json["signature"]["digest_matches"], true);
 
     // A key the verifier does not trust, and bytes changed after signing.
     let stranger = dir.path().join("stranger.key");
-    assert!(cli(&["plugin", "keygen", "--out", s(&stranger)]).status.success());
-    let untrusted = cli(&["plugin", "verify", s(&wasm), "--trusted-keys-file", s(&dir.path().join("stranger.key.pub"))]);
+    assert!(cli(&["component", "keygen", "--out", s(&stranger)]).status.success());
+    let untrusted = cli(&["component", "verify", s(&wasm), "--trusted-keys-file", s(&dir.path().join("stranger.key.pub"))]);
     assert_eq!(untrusted.status.code(), Some(1));
     assert!(text(&untrusted).contains("stage `signature`"), "{}", text(&untrusted));
     let mut bytes = std::fs::read(&wasm).unwrap();
     let n = bytes.len() - 1;
     bytes[n] ^= 1;
     std::fs::write(&wasm, bytes).unwrap();
-    let tampered = cli(&["plugin", "verify", s(&wasm), "--trusted-keys-file", s(&public)]);
+    let tampered = cli(&["component", "verify", s(&wasm), "--trusted-keys-file", s(&public)]);
     assert_eq!(tampered.status.code(), Some(1));
     assert!(text(&tampered).contains("stage `digest`"), "{}", text(&tampered));
-    assert!(text(&cli(&["plugin", "inspect", s(&wasm)])).contains("DIGEST MISMATCH"));
+    assert!(text(&cli(&["component", "inspect", s(&wasm)])).contains("DIGEST MISMATCH"));
 
     // The peer would refuse a component with a socket import: it is not signed at all.
     let sneaky = dir.path().join("sneaky.wasm");
     std::fs::write(&sneaky, common::guest_wasm("orgx-test-guest-sneaky")).unwrap();
-    let refused = cli(&["plugin", "sign", s(&sneaky), "--key", s(&key), "--version", "1"]);
+    let refused = cli(&["component", "sign", s(&sneaky), "--key", s(&key), "--version", "1"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused).contains("wasi:sockets"), "{}", text(&refused));
     assert!(!sneaky.with_extension("wasm.sig").exists());
@@ -78,12 +78,12 @@ fn keygen_sign_verify_inspect() {
     // Nor one whose functions have other types than the WIT's; inspect says why, and where.
     let mistyped = dir.path().join("mistyped.wasm");
     std::fs::write(&mistyped, common::guest_wasm("orgx-test-guest-mistyped")).unwrap();
-    let inspected = cli(&["plugin", "inspect", s(&mistyped)]);
+    let inspected = cli(&["component", "inspect", s(&mistyped)]);
     assert_eq!(inspected.status.code(), Some(1), "{}", text(&inspected));
     assert!(text(&inspected).contains("verdict    REFUSED at stage `link`: `orgx:peer/matcher@0.1.0#begin`"), "{}", text(&inspected));
-    let json: serde_json::Value = serde_json::from_slice(&cli(&["plugin", "inspect", "--json", s(&mistyped)]).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&cli(&["component", "inspect", "--json", s(&mistyped)]).stdout).unwrap();
     assert_eq!((&json["loadable"], &json["refused"]["stage"]), (&serde_json::json!(false), &serde_json::json!("link")));
-    let refused = cli(&["plugin", "sign", s(&mistyped), "--key", s(&key), "--version", "1"]);
+    let refused = cli(&["component", "sign", s(&mistyped), "--key", s(&key), "--version", "1"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(text(&refused).contains("stage `link`"), "{}", text(&refused));
 }

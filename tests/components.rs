@@ -387,7 +387,7 @@ async fn the_builtin_is_the_fallback_of_last_resort() {
     assert_eq!((snap.mapper("claude_code").version, snap.mapper("claude_code").component.info.name.as_str()), (0, "claude-code"));
 }
 
-/// Envelopes written by `plugin sign` are what the registry reads from the local directory.
+/// Envelopes written by `component sign` are what the registry reads from the local directory.
 #[test]
 fn local_components_need_a_signature_unless_in_dev_mode() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,7 @@ async fn success_run_with_rules_heartbeats_and_handshake() {
     assert_eq!(frames[3]["dedupe_key"], "no-plaintext-notes:txt-file:run-ok");
 
     let (query, protocols) = server.handshakes()[0].clone();
-    assert_eq!(protocols, ["orgx.v1".to_string(), format!("bearer.{KEY}")]);
+    assert_eq!(protocols, ["orgx.v3".to_string(), format!("bearer.{KEY}")], "v3 by default (ORGX_PROTOCOL_VERSION)");
     for want in [
         "workspace_id=ws-test",
         "plugin_id=%40useorgx%2Forgx-peer",
@@ -68,7 +68,7 @@ async fn success_run_with_rules_heartbeats_and_handshake() {
     let p = &server.calls("/api/v1/gateway/heartbeat")[0].body;
     assert_eq!(p["metadata"]["runtime"], "peer");
     assert_eq!(p["drivers_installed"], json!(["claude_code"]));
-    assert_eq!((&p["protocol_version"], &p["plan_tier"]), (&json!(1), &Value::Null));
+    assert_eq!((&p["protocol_version"], &p["plan_tier"]), (&json!(3), &Value::Null), "the offered version, as a number");
     assert_eq!(
         (&p["runner_instance_id"], &p["activation_attempt_id"], &p["runner_role"]),
         (&json!("runner-7"), &json!("att-1"), &json!("candidate"))

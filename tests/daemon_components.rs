@@ -142,6 +142,7 @@ async fn a_signed_matcher_dropped_into_the_plugins_dir_serves_new_runs() {
     let server = FakeOrgx::start(KEY, rules()).await;
     let work = tempfile::tempdir().unwrap();
     let key_path = work.path().join("author.key");
+    // The old subcommand name, `plugin`, still works (an alias of `component`).
     let out = peer_cli(&["plugin", "keygen", "--out", key_path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let trusted_file = work.path().join("author.key.pub");

@@ -46,7 +46,7 @@ fn completions_and_the_man_page_cover_every_subcommand() {
     assert!(man.status.success());
     let man = stdout(&man);
     assert!(man.lines().any(|l| l.starts_with(".TH orgx-peer 1")), "a section-1 man page");
-    for sub in ["start", "detect", "status", "replay", "plugin", "doctor", "completions", "config", "service"] {
+    for sub in ["start", "detect", "status", "replay", "component", "doctor", "completions", "config", "service"] {
         assert!(stdout(&bash).contains(sub) && zsh.contains(sub) && fish.contains(sub), "completions know `{sub}`");
         assert!(man.contains(sub), "the man page lists `{sub}`");
     }
@@ -592,7 +592,7 @@ async fn status_watch_redraws_in_place_under_a_terminal() {
         .map(|l| l.trim_end_matches('\r').trim_end_matches('\r').trim_end_matches("\x1b[K").trim_end_matches("\x1b[J"))
         .collect();
     assert!(lines.iter().all(|l| l.chars().count() <= 60), "lines fit 60 columns: {lines:#?}");
-    assert!(lines.iter().any(|l| l.starts_with("connection   connected  protocol orgx.v1")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("connection   connected  protocol orgx.v3")), "{lines:#?}");
     assert!(lines.contains(&"runs         1 in flight"), "{lines:#?}");
     let run = lines.iter().find(|l| l.starts_with("  run-watched  claude_code  ")).unwrap_or_else(|| panic!("{lines:#?}"));
     assert!(run.contains(" line(s)  last step: ") && !run.ends_with("last step: -"), "{run}");

@@ -172,14 +172,14 @@ async fn a_handshake_answer_without_a_subprotocol_is_accepted() {
     assert!(server.send_json(dispatch("run-noecho", "k-noecho", repo.path(), None)));
     let done = until_terminal(&server, "run-noecho").await;
     assert_eq!(done["kind"], "task.completed");
-    assert_eq!(server.handshakes()[0].1, ["orgx.v1".to_string(), format!("bearer.{KEY}")], "the offer is unchanged");
+    assert_eq!(server.handshakes()[0].1, ["orgx.v3".to_string(), format!("bearer.{KEY}")], "the offer is unchanged");
     assert_eq!(server.connections(), 1, "one connection served the run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_answer_selecting_anything_but_the_version_is_refused() {
     for (echo, says) in [
-        (Echo::Other("orgx.v3".into()), "subprotocol `orgx.v3`, which this peer did not offer"),
+        (Echo::Other("orgx.v1".into()), "subprotocol `orgx.v1`, which this peer did not offer"),
         (Echo::Other(format!("bearer.{KEY}")), "`bearer.` credential entry"),
     ] {
         let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
@@ -191,4 +191,25 @@ async fn a_handshake_answer_selecting_anything_but_the_version_is_refused() {
         assert!(logs.contains(says), "{echo:?}: {logs}");
         // `Peer`'s drop checks that the key is nowhere in the logs.
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_version_one_is_offered_alone_and_4000_stops_the_peer_naming_the_setting() {
+    // (ORGX_PROTOCOL_VERSION, the one entry offered, the presence heartbeat's number)
+    for (setting, offered, number) in [("1", "orgx.v1", 1), ("3", "orgx.v3", 3)] {
+        let server = FakeOrgx::start(KEY, json!({"skills": []})).await;
+        let mut peer = Peer::start(&server, &[("ORGX_PROTOCOL_VERSION", setting)]);
+        connected(&server).await;
+        assert_eq!(server.handshakes()[0].1, [offered.to_string(), format!("bearer.{KEY}")], "one version, no other");
+        server.wait_until("presence heartbeat", WAIT, |s| !s.calls("/api/v1/gateway/heartbeat").is_empty()).await;
+        assert_eq!(server.calls("/api/v1/gateway/heartbeat")[0].body["protocol_version"], number);
+        assert!(server.close_with(4000, "protocol-version-unsupported"));
+        assert_eq!(peer.wait_exit(WAIT), Some(1), "{setting}: 4000 is final");
+        assert_eq!(server.connections(), 1, "{setting}: no retry, no fallback to another version");
+        let logs = peer.logs();
+        assert!(logs.contains(&format!("ORGX_PROTOCOL_VERSION={setting}")), "{setting}: the message names the setting: {logs}");
+    }
+    let mut peer = Peer::start(&FakeOrgx::start(KEY, json!({"skills": []})).await, &[("ORGX_PROTOCOL_VERSION", "2")]);
+    assert_eq!(peer.wait_exit(WAIT), Some(2), "2 is never offered: a settings error");
+    assert!(peer.logs().contains("recognised per dispatch"), "{}", peer.logs());
 }

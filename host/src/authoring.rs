@@ -1,4 +1,4 @@
-//! What rule authors and auditors run offline: `plugin keygen | sign | verify | test`.
+//! What rule authors and auditors run offline: `component keygen | sign | verify | test`.
 //!
 //! Each command is the peer's own code path, not a look-alike: `sign` writes the manifest the
 //! registry verifies, `verify` runs the admission pipeline every peer runs (manifest,
@@ -73,7 +73,7 @@ pub fn sign(wasm: &Path, key: &Path, version: u64, slot: Option<Slot>, name: Opt
 /// bytes, and that the bytes load and implement the signed slot's world. Returns the envelope.
 pub fn verify(wasm: &Path, trusted: &TrustedKeys, max_bytes: u64) -> anyhow::Result<Envelope> {
     let envelope = Envelope::read_sidecar(wasm)?
-        .with_context(|| format!("`{}` has no signature file (sign it with `orgx-peer plugin sign`)", wasm.display()))?;
+        .with_context(|| format!("`{}` has no signature file (sign it with `orgx-peer component sign`)", wasm.display()))?;
     let bytes = std::fs::read(wasm).with_context(|| format!("cannot read `{}`", wasm.display()))?;
     let m = &envelope.manifest;
     // The peer's own pipeline, every stage, against a slot that has only its built-in: a
@@ -96,7 +96,7 @@ pub fn normalize(message_json: &str) -> String {
     v.to_string()
 }
 
-/// What `plugin test` found.
+/// What `component test` found.
 pub struct TestOutcome {
     pub lines: Vec<String>,
     /// The first difference from the expectation: (line number, expected, actual).

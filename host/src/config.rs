@@ -12,6 +12,7 @@ use clap::Args;
 use crate::daemon::DaemonConfig;
 use crate::gateway::backoff::BackoffPolicy;
 use crate::gateway::endpoint::{BaseUrl, RunnerInstanceId};
+use crate::gateway::version::ProtocolVersion;
 use crate::heartbeat::Activation;
 use crate::metrics::MetricsAddr;
 use crate::secret::ApiKey;
@@ -118,6 +119,11 @@ pub struct StartArgs {
     #[arg(long, env = "ORGX_METRICS_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true", default_value = "false",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub metrics_allow_remote: bool,
+    /// The Gateway Protocol version offered, `1` or `3` (one per connection, no fallback).
+    /// 3 adds resumable attention: a question a Claude Code run asks becomes an OrgX question
+    /// and the run resumes with the answer.
+    #[arg(long, env = "ORGX_PROTOCOL_VERSION", default_value_t = 3)]
+    pub protocol_version: u64,
     /// The drivers' own settings from the config file's `[driver.<id>]` tables, by the name of
     /// the environment variable each stands for (`ORGX_CODEX_MODEL`); the environment wins.
     #[arg(skip)]
@@ -161,8 +167,9 @@ impl StartArgs {
                         .into(),
                 )
             })?;
-        let base_url = BaseUrl::parse(&self.base_url).map_err(ConfigError)?;
-        let runner_instance_id = self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(ConfigError)?;
+        let base_url = BaseUrl::parse(&self.base_url).map_err(|e| ConfigError(e.to_string()))?;
+        let runner_instance_id =
+            self.runner_instance_id.as_deref().map(RunnerInstanceId::parse).transpose().map_err(|e| ConfigError(e.to_string()))?;
         let activation = activation(self.activation_attempt_id.as_deref(), self.runner_role.as_deref(), runner_instance_id.is_some())?;
         let data_dir = match self.data_dir {
             Some(d) => d,
@@ -183,8 +190,10 @@ impl StartArgs {
             .map(|a| MetricsAddr::parse(a, self.metrics_allow_remote))
             .transpose()
             .map_err(|e| ConfigError(e.to_string()))?;
+        let protocol = ProtocolVersion::from_number(self.protocol_version).map_err(|e| ConfigError(e.to_string()))?;
         let ms = Duration::from_millis;
         Ok(DaemonConfig {
+            protocol,
             api_key,
             workspace_id,
             base_url,

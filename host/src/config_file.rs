@@ -169,7 +169,8 @@ settings! {
         base_url: String, plugin_id: String, max_concurrent_runs: usize, max_line_bytes: usize, ping_interval_ms: u64,
         dead_after_ms: u64, reconnect_first_ms: u64, reconnect_cap_ms: u64, reconnect_stable_ms: u64,
         presence_interval_ms: u64, license_interval_s: u64, receipt_grace_ms: u64, components_poll_ms: u64,
-        dev_unsigned_local: bool, max_component_bytes: u64, metrics_allow_remote: bool
+        dev_unsigned_local: bool, max_component_bytes: u64, metrics_allow_remote: bool,
+        protocol_version: u64
     }
 }
 

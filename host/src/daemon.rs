@@ -63,6 +63,8 @@ pub struct DaemonConfig {
     pub max_component_bytes: u64,
     /// `ORGX_METRICS_ADDR`: where Prometheus metrics are served; `None`: not served.
     pub metrics_addr: Option<crate::metrics::MetricsAddr>,
+    /// `ORGX_PROTOCOL_VERSION`: the one `orgx.vN` offered.
+    pub protocol: crate::gateway::version::ProtocolVersion,
 }
 
 /// After the cancel, how long shutdown waits for the runs' terminal messages: the SIGTERM →
@@ -119,7 +121,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     // Start-up compiled every component; what that freed goes back before the peer idles.
     crate::memory::release_freed();
 
-    let api = Api::new(cfg.base_url.clone(), cfg.api_key.clone()).map_err(anyhow::Error::msg)?;
+    let api = Api::new(cfg.base_url.clone(), cfg.api_key.clone())?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (draining_tx, draining) = watch::channel(false);
     let (link_tx, link) = watch::channel(LinkState::Connecting);
@@ -138,6 +140,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         config: SessionConfig {
             url,
             api_key: cfg.api_key.clone(),
+            protocol: cfg.protocol,
             ping_interval: cfg.ping_interval,
             dead_after: cfg.dead_after,
             backoff: cfg.backoff,
@@ -149,6 +152,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         state: link_tx,
     };
 
+    // v3: questions become OrgX questions; the receipts' HTTP channel posts until a 2xx.
+    let attention = if cfg.protocol.resumable_attention() {
+        let receipts = crate::attention::receipts::Receipts::new(outbox.clone(), store.clone());
+        tokio::spawn(receipts.clone().post_loop(api.clone(), link.clone(), cfg.backoff, shutdown.clone()));
+        let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find this binary, which the attention hook runs: {e}"))?;
+        Some(crate::attention::Attention { api: api.clone(), receipts, dir: cfg.data_dir.join("attention"), exe })
+    } else {
+        None
+    };
     let dispatcher = Arc::new(Dispatcher {
         drivers: enabled,
         run: RunConfig {
@@ -158,6 +170,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             max_line_bytes: cfg.max_line_bytes,
             limits,
             reports: Some(reports_tx),
+            attention,
         },
         outbox: outbox.clone(),
         store: store.clone(),
@@ -228,7 +241,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 detections: &detections,
                 online: *link_now.borrow() == LinkState::Connected,
                 runs_in_flight: runs.len(),
-                protocol_version: crate::gateway::session::PROTOCOL_NUMBER,
+                protocol_version: cfg2.protocol.number(),
             })
         };
         tokio::spawn(heartbeat::presence_loop(api.clone(), body, cfg.presence_interval, link.clone(), beats.clone(), shutdown.clone()));
@@ -266,7 +279,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 version: env!("CARGO_PKG_VERSION"),
                 workspace_id: cfg2.workspace_id.clone(),
                 link: link_text(&link.borrow()),
-                protocol: crate::gateway::session::PROTOCOL_VERSION,
+                protocol: cfg2.protocol.subprotocol(),
                 runs_in_flight_count: runs.len(),
                 runs_in_flight: runs,
                 runs: in_flight.runs(),
@@ -311,7 +324,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         version = crate::build_info::VERSION,
         data_dir = %cfg.data_dir.display(),
         server = cfg.base_url.as_str(),
-        protocol = crate::gateway::session::PROTOCOL_VERSION,
+        protocol = cfg.protocol.subprotocol(),
         drivers = %if runs.is_empty() { "none".to_string() } else { runs.join(", ") },
         "orgx-peer started"
     );
@@ -430,8 +443,14 @@ fn enabled_drivers(cfg: &DaemonConfig, detections: &BTreeMap<&'static str, Detec
         .iter()
         .filter(|(d, _)| wanted(d.id))
         .map(|(d, s)| {
-            let attribution = (d.attribution)(s, detections.get(d.id));
-            (d.id, Arc::new(EnabledDriver { driver: d, settings: s.clone(), attribution }))
+            let detection = detections.get(d.id);
+            let attribution = (d.attribution)(s, detection);
+            // Attention only where the installed CLI can park a call (claude 2.1.89+).
+            let resumable = d.resumable.filter(|r| r.supports(detection.and_then(|x| x.version.as_deref())));
+            if d.resumable.is_some() && resumable.is_none() && cfg.protocol.resumable_attention() {
+                tracing::info!(driver = d.id, "this CLI version cannot park a tool call: its runs go without resumable attention");
+            }
+            (d.id, Arc::new(EnabledDriver { driver: d, settings: s.clone(), attribution, resumable }))
         })
         .collect()
 }
@@ -502,6 +521,16 @@ async fn reap_previous_life(store: &Store, outbox: &Outbox) -> anyhow::Result<()
         store.clear_run_group(&group.run_id)?;
     }
     for (key, run_id) in store.running_dispatches()? {
+        // A run waiting for an answer survives the restart: the answer still resumes it. One
+        // whose continuation was running cannot prove where it was, and ends below.
+        match crate::attention::checkpoint::Checkpoint::load(store, &run_id)? {
+            Some(cp) if cp.state == crate::attention::checkpoint::State::Suspended => {
+                tracing::info!(run_id = %run_id, "run is waiting for an answer from OrgX");
+                continue;
+            }
+            Some(cp) => cp.discard(store),
+            None => {}
+        }
         if !outbox.terminal_delivered(&run_id) && !has_queued_terminal(store, &run_id)? {
             tracing::warn!(run_id = %run_id, "run was in flight when the peer stopped; reporting it failed");
             let failed = PeerMessage::Failed(p::Failed {

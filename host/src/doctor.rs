@@ -176,7 +176,7 @@ async fn server(cfg: &crate::daemon::DaemonConfig) -> Check {
     let base = cfg.base_url.as_str().trim_end_matches('/').to_string();
     let api = match Api::new(cfg.base_url.clone(), cfg.api_key.clone()) {
         Ok(a) => a,
-        Err(e) => return Check::fail("server", e, "check ORGX_BASE_URL"),
+        Err(e) => return Check::fail("server", e.to_string(), "check ORGX_BASE_URL"),
     };
     match tokio::time::timeout(Duration::from_secs(15), api.plan_skills(&cfg.workspace_id)).await {
         Err(_) => Check::fail("server", format!("{base} did not answer within 15 s"), "check ORGX_BASE_URL and the network"),

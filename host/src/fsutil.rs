@@ -1,5 +1,5 @@
 //! File-system helpers with durability rules every writer of the data dir shares. A leaf
-//! module: the component cache, the component files and `plugin sign` all write atomically.
+//! module: the component cache, the component files and `component sign` all write atomically.
 
 use std::path::Path;
 

@@ -19,6 +19,9 @@ use crate::secret::ApiKey;
 /// retry, not the record.
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one attention call may take (§5.4's 10 s).
+pub const ATTENTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long one heartbeat request (license or presence) may take. Under the 20 s presence
 /// interval, so a server that accepts the request and never answers costs one beat, not two;
 /// the client-wide 30 s stays for the rest.
@@ -62,16 +65,20 @@ impl ApiError {
     }
 }
 
+/// The HTTP client could not be built (its TLS roots, most often).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
 impl Api {
-    pub fn new(base: BaseUrl, key: ApiKey) -> Result<Api, String> {
+    pub fn new(base: BaseUrl, key: ApiKey) -> Result<Api, ClientError> {
         let client = reqwest::Client::builder()
             .timeout(CLIENT_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("orgx-peer/", env!("CARGO_PKG_VERSION")))
             // The key goes with every request: never follow the server to another place.
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .build()?;
         Ok(Api { client, base, key })
     }
 
@@ -152,6 +159,46 @@ impl Api {
             ReadError::Http(e) => transport(e),
             ReadError::TooLarge(e) => e,
         })
+    }
+
+    /// Create one attention record (§5.4, 10 s): its `decision_id`. An answer without a
+    /// string `decision_id` is an error that carries the answer's `error` text, if any.
+    pub async fn create_attention(&self, body: &Value) -> Result<String, ApiError> {
+        let endpoint = "attention record";
+        let url = self.base.attention();
+        let answer = self.call(endpoint, Method::POST, url, Some(body), Some(ATTENTION_TIMEOUT), (MAX_ANSWER_BYTES, "MAX_ANSWER_BYTES"));
+        let answer: Value = serde_json::from_slice(&answer.await?).unwrap_or(Value::Null);
+        match answer.get("decision_id").and_then(Value::as_str).filter(|d| !d.is_empty()) {
+            Some(id) => Ok(id.to_string()),
+            None => {
+                let why = answer.get("error").and_then(Value::as_str).unwrap_or("the answer has no string `decision_id`");
+                Err(ApiError::Transport { endpoint, message: crate::redact::transport(why) })
+            }
+        }
+    }
+
+    /// POST one continuation receipt (§5.5) with `Idempotency-Key: <key>:<state>`; any 2xx
+    /// settles it.
+    pub async fn post_continuation_receipt(&self, decision_id: &str, idempotency: &str, body: &Value) -> Result<(), ApiError> {
+        let endpoint = "continuation receipt";
+        let mut req = self
+            .client
+            .post(self.base.attention_receipt(decision_id))
+            .timeout(ATTENTION_TIMEOUT)
+            .header(reqwest::header::AUTHORIZATION, self.key.authorization())
+            .json(body);
+        req = req.header("Idempotency-Key", idempotency);
+        let timeout = |e: &reqwest::Error| e.is_timeout().then_some(ApiError::Timeout { endpoint, seconds: ATTENTION_TIMEOUT.as_secs() });
+        let resp = req.send().await.map_err(|e| timeout(&e).unwrap_or_else(|| transport_error(endpoint, &e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = match read_capped(resp, endpoint, (MAX_ANSWER_BYTES, "MAX_ANSWER_BYTES"), true).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        };
+        Err(ApiError::Status { endpoint, status, body: crate::redact::transport(&self.key.redact(&shown_body(&text))) })
     }
 
     /// POST a terminal receipt's exact `body` bytes with its `digest` (§4, §4.2). Any status

@@ -1,4 +1,4 @@
-//! `orgx-peer plugin inspect`: what a component is and what it would be allowed to do.
+//! `orgx-peer component inspect`: what a component is and what it would be allowed to do.
 //!
 //! The report is for auditors, so it lists every import with its verdict and the limits the
 //! component would run under, the verdict of the same checks loading runs (imports, world,
@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::sandbox::{Inspection, Limits};
 use crate::trust::Envelope;
 
-/// What the `.sig` next to a component says (not verified here: `plugin verify` does that
+/// What the `.sig` next to a component says (not verified here: `component verify` does that
 /// against the trusted keys).
 pub enum SignatureInfo {
     Unsigned,
@@ -34,7 +34,7 @@ fn signature_text(sig: &SignatureInfo, sha256: &str) -> String {
         SignatureInfo::Signed(env) => {
             let m = &env.manifest;
             let matches = if m.sha256 == sha256 { "" } else { " — DIGEST MISMATCH: the .sig is for other bytes" };
-            format!("key {} for slot {} as {} v{}{matches} (check with `plugin verify`)", m.key_id, m.slot, m.name, m.version)
+            format!("key {} for slot {} as {} v{}{matches} (check with `component verify`)", m.key_id, m.slot, m.name, m.version)
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `wit/`; the host moves bytes, enforces order and limits, and never interprets a
 //! stream-json line. `daemon` wires the parts; `main` owns exit codes.
 
+pub mod attention;
 pub mod authoring;
 pub mod build_info;
 pub mod components;

@@ -99,10 +99,11 @@ enum Command {
         #[arg(long)]
         matcher: Option<PathBuf>,
     },
-    /// Work with components.
-    Plugin {
+    /// Work with WebAssembly components: inspect, sign, verify, test (`plugin` is the old name).
+    #[command(visible_alias = "plugin")]
+    Component {
         #[command(subcommand)]
-        command: PluginCommand,
+        command: ComponentCommand,
     },
     /// Check everything a dispatch needs (driver CLIs and logins, the data dir, the server and
     /// the key, trusted keys, components), each with its fix; exit 1 when a dispatch could not run.
@@ -121,6 +122,30 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `orgx-peer man > ~/.local/share/man/man1/orgx-peer.1`.
     Man,
+    /// Run by Claude Code inside a dispatched run: the attention plugin's hooks.
+    #[command(hide = true)]
+    Hook {
+        #[command(subcommand)]
+        command: HookCommand,
+    },
+    /// Run by Claude Code inside a dispatched run: the attention plugin's MCP servers.
+    #[command(hide = true)]
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HookCommand {
+    /// The `PreToolUse` hook on `AskUserQuestion`: hook input on stdin, the decision on stdout.
+    PreToolUse,
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// The permission prompt tool (`--permission-prompt-tool`): MCP over stdio.
+    PermissionHost,
 }
 
 #[derive(Subcommand)]
@@ -177,7 +202,7 @@ enum ServiceCommand {
 }
 
 #[derive(Subcommand)]
-enum PluginCommand {
+enum ComponentCommand {
     /// Show a component's world, imports, exports, digest, size, signer and limits; exit 1
     /// when it would be refused.
     Inspect {
@@ -193,7 +218,7 @@ enum PluginCommand {
     /// Sign a component for a slot at a version; writes COMPONENT.sig next to it.
     Sign {
         component: PathBuf,
-        /// The secret key file from `plugin keygen`.
+        /// The secret key file from `component keygen`.
         #[arg(long)]
         key: PathBuf,
         /// Must be higher than every version the peers accepted for the slot.
@@ -264,8 +289,24 @@ fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::r
 fn main() -> ExitCode {
     // The matches as well as the parsed values: they say which settings came from flags or
     // the environment, which the config file must not override.
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        // A hook that cannot even parse its arguments fails open: exit 2 would make the CLI
+        // block the tool call.
+        Err(e) if std::env::args_os().nth(1).is_some_and(|a| a == "hook") => {
+            eprintln!("orgx-peer hook: {e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => e.exit(),
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // What runs inside the CLI's process tree: stdout is its protocol, so no logging, no
+    // runtime, no network.
+    match &cli.command {
+        Command::Hook { command: HookCommand::PreToolUse } => return orgx_peer::attention::hook::main(),
+        Command::Mcp { command: McpCommand::PermissionHost } => return orgx_peer::attention::permission_host::main(),
+        _ => {}
+    }
     let mut leaf = &matches;
     while let Some((_, sub)) = leaf.subcommand() {
         leaf = sub;
@@ -411,7 +452,7 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             out.flush().context("cannot write to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command } => plugin(command).await,
+        Command::Component { command } => component(command).await,
         Command::Config { command } => config(command, matches),
         Command::Service { command } => service_command(command, matches),
         Command::Doctor(args) => {
@@ -420,14 +461,28 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             Ok(if orgx_peer::doctor::healthy(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "orgx-peer", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut completion_command(), "orgx-peer", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).context("cannot write to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hook { command: HookCommand::PreToolUse } => Ok(orgx_peer::attention::hook::main()),
+        Command::Mcp { command: McpCommand::PermissionHost } => Ok(orgx_peer::attention::permission_host::main()),
     }
+}
+
+/// The command line without its hidden subcommands (`hook`, `mcp`: run by Claude Code, not by
+/// people): clap_complete, unlike clap_mangen, lists hidden subcommands, and `Command` has no
+/// way to remove one, so the root is rebuilt from `Cli`'s own arguments and visible subcommands.
+fn completion_command() -> clap::Command {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("orgx-peer").version(orgx_peer::build_info::VERSION);
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    cmd.args(full.get_arguments().cloned()).subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 fn config(command: ConfigCommand, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
@@ -487,9 +542,9 @@ fn service_command(command: ServiceCommand, matches: &ArgMatches) -> anyhow::Res
     }
 }
 
-async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+async fn component(command: ComponentCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::Inspect { component, json } => {
+        ComponentCommand::Inspect { component, json } => {
             let bytes = std::fs::read(&component).with_context(|| format!("cannot read `{}`", component.display()))?;
             let limits = Limits::default();
             let sandbox = Sandbox::new(limits)?;
@@ -503,14 +558,14 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(if inspection.refusal.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        PluginCommand::Keygen { out } => {
+        ComponentCommand::Keygen { out } => {
             let (id, pub_path) = authoring::keygen(&out)?;
             println!("secret key  {} (keep it secret; mode 0600)", out.display());
             println!("public key  {pub_path} (give it to peers: ORGX_TRUSTED_KEYS_FILE)");
             println!("key id      {id}");
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Sign { component, key, version, slot, name } => {
+        ComponentCommand::Sign { component, key, version, slot, name } => {
             let envelope = authoring::sign(&component, &key, version, slot, name)?;
             let m = &envelope.manifest;
             println!("signed      {} -> {}", component.display(), orgx_peer::trust::Envelope::sidecar_path(&component).display());
@@ -520,7 +575,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Verify { component, trusted_keys_file, trusted_keys } => {
+        ComponentCommand::Verify { component, trusted_keys_file, trusted_keys } => {
             let trusted = TrustedKeys::from_settings(trusted_keys_file.as_deref(), trusted_keys.as_deref())
                 .map_err(|e| ConfigError(e.to_string()))?;
             if trusted.is_empty() {
@@ -544,7 +599,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        PluginCommand::Test { component, driver, transcripts, rules, expect } => {
+        ComponentCommand::Test { component, driver, transcripts, rules, expect } => {
             let rules = load_rules(rules.as_deref())?;
             let outcome = authoring::test(&component, driver, &transcripts, &rules, expect.as_deref()).await?;
             for line in &outcome.lines {

@@ -20,6 +20,12 @@ pub enum PeerMessage {
     Completed(Completed),
     #[serde(rename = "task.failed")]
     Failed(Failed),
+    /// v3: the run waits for a person; not terminal (§3.6).
+    #[serde(rename = "task.suspended")]
+    Suspended(Suspended),
+    /// v3: how the answer to a suspended run's question is being handled (§3.7).
+    #[serde(rename = "continuation.receipt")]
+    ContinuationReceipt(ContinuationReceipt),
     /// Extension (`docs/component-push.md`): the answer to a `component.push`.
     #[serde(rename = "component.ack")]
     ComponentAck(ComponentAck),
@@ -36,6 +42,8 @@ impl PeerMessage {
             PeerMessage::Deviation(m) => &m.run_id,
             PeerMessage::Completed(m) => &m.run_id,
             PeerMessage::Failed(m) => &m.run_id,
+            PeerMessage::Suspended(m) => &m.run_id,
+            PeerMessage::ContinuationReceipt(m) => &m.run_id,
             // Not part of any run.
             PeerMessage::ComponentAck(_) | PeerMessage::ComponentQuarantined(_) => "",
         }
@@ -53,6 +61,8 @@ impl PeerMessage {
             PeerMessage::Deviation(_) => "task.deviation",
             PeerMessage::Completed(_) => "task.completed",
             PeerMessage::Failed(_) => "task.failed",
+            PeerMessage::Suspended(_) => "task.suspended",
+            PeerMessage::ContinuationReceipt(_) => "continuation.receipt",
             PeerMessage::ComponentAck(_) => "component.ack",
             PeerMessage::ComponentQuarantined(_) => "component.quarantined",
         }
@@ -71,6 +81,55 @@ pub struct Started {
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_handle: Option<String>,
+}
+
+/// `task.suspended` (§3.6): `reason` is always `attention`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suspended {
+    pub run_id: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_handle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `continuation.receipt` (§3.7); `protocol_version` is always 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContinuationReceipt {
+    pub protocol_version: u64,
+    pub run_id: String,
+    pub decision_id: String,
+    pub idempotency_key: String,
+    pub state: ReceiptState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_handle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub occurred_at: String,
+}
+
+/// A continuation receipt's `state` (§8.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptState {
+    AnswerReceived,
+    Resuming,
+    Resumed,
+    ResumeFailed,
+    Cancelled,
+}
+
+impl ReceiptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptState::AnswerReceived => "answer_received",
+            ReceiptState::Resuming => "resuming",
+            ReceiptState::Resumed => "resumed",
+            ReceiptState::ResumeFailed => "resume_failed",
+            ReceiptState::Cancelled => "cancelled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The one admission pipeline: every stage a component passes before it may serve a slot,
 //! in one order, for every path that admits one — a server push, the local components
-//! directory, a stored component restored at boot, and `plugin verify` — the way one
+//! directory, a stored component restored at boot, and `component verify` — the way one
 //! authority decides for all of them. The paths differ only in their [`Path`]: which slot
 //! state the manifest is checked against, and whether the self-test runs.
 //!
@@ -103,7 +103,7 @@ pub enum Path {
     /// keys, but it is history, so the version floor does not apply; its bytes passed the
     /// self-test when they were admitted (same code, same input, same limits).
     Restore,
-    /// `plugin verify`: a slot with only its built-in, and every stage a live admission runs.
+    /// `component verify`: a slot with only its built-in, and every stage a live admission runs.
     Verify,
 }
 
@@ -173,13 +173,13 @@ pub fn precheck(
     Ok(Precheck::Proceed { key_id })
 }
 
-/// The slot a `plugin verify` checks against: only its built-in has served.
+/// The slot a `component verify` checks against: only its built-in has served.
 pub const FRESH_SLOT: SlotView<'static> = SlotView { floor: 0, active: (0, ""), quarantined: false };
 
 /// What the bytes stages need from the peer.
 pub struct Loader<'a> {
     pub sandbox: &'a Sandbox,
-    /// The peer's compiled-code cache; `None` compiles every time (`plugin verify`).
+    /// The peer's compiled-code cache; `None` compiles every time (`component verify`).
     pub cache: Option<&'a CodeCache>,
     pub max_bytes: u64,
 }

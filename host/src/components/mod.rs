@@ -29,7 +29,7 @@ use crate::trust::Slot;
 pub enum Origin {
     /// Compiled into the binary (version 0 of its slot).
     BuiltIn,
-    /// Given on the command line (`replay --mapper`, `plugin test`).
+    /// Given on the command line (`replay --mapper`, `component test`).
     File,
     /// Pushed by the server (`component.push`), signed.
     Pushed,
@@ -107,7 +107,7 @@ pub struct ActiveComponents {
 
 impl ActiveComponents {
     /// The built-in components; `mapper` (a file) replaces the mapper of `driver`, `matcher`
-    /// the matcher (`replay --mapper/--matcher`, `plugin test`).
+    /// the matcher (`replay --mapper/--matcher`, `component test`).
     pub fn load(sandbox: &Sandbox, driver: &str, mapper: Option<&Path>, matcher: Option<&Path>) -> anyhow::Result<ActiveComponents> {
         let mut mappers = BTreeMap::new();
         for d in crate::driver::ALL {

@@ -1,5 +1,6 @@
 //! Server frames → runs. Deduplicates dispatches, refuses what this peer cannot take, starts
-//! runs, routes cancels, and tracks what is in flight.
+//! runs, routes cancels and answers (`attention.resolve`, handed to `attention::resolve`),
+//! continues the runs those answers complete, and tracks what is in flight.
 //!
 //! Refusals still form a well-formed run on the wire (`task.started`, then `task.failed`),
 //! so the server sees the same shape for every run id it dispatched.
@@ -13,9 +14,10 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::attention::resolve::{Next, Resolver};
 use crate::components::registry::Registry;
 use crate::components::ActiveComponents;
-use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, ServerFrame};
+use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, Resolve, ServerFrame};
 use crate::http::Api;
 use crate::log_throttle::LogThrottle;
 use crate::outbox::Outbox;
@@ -98,6 +100,7 @@ impl Dispatcher {
         match frame {
             ServerFrame::Dispatch(d) => self.dispatch(*d),
             ServerFrame::Cancel(c) => self.cancel(c),
+            ServerFrame::Resolve(r) => self.resolve(*r),
             ServerFrame::ComponentPush(push) => self.component_push(*push),
         }
     }
@@ -177,10 +180,16 @@ impl Dispatcher {
         tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
         let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
         let shown = progress.clone();
+        let attention = run_cfg.attention.clone();
         let task = tokio::spawn(async move {
-            live::run(d, driver, run_cfg, components, rules, cancelled, shown).await;
-            if let Err(e) = store.finish_dispatch(&key) {
-                tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
+            let end = live::run(d, driver, run_cfg, components, rules, cancelled, shown).await;
+            if end == live::RunEnd::Finished {
+                if let Some(a) = attention {
+                    a.forget_run(&run_id);
+                }
+                if let Err(e) = store.finish_dispatch(&key) {
+                    tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
+                }
             }
             in_flight.lock().remove(&run_id);
         });
@@ -189,12 +198,58 @@ impl Dispatcher {
 
     fn cancel(&self, c: Cancel) {
         let runs = self.in_flight.lock();
+        let reason = c.reason.unwrap_or_default();
         match runs.get(&c.run_id) {
             Some(h) => {
-                let _ = h.cancel.send(Some(c.reason.unwrap_or_default()));
+                let _ = h.cancel.send(Some(reason));
             }
-            None => tracing::info!(run_id = %c.run_id, "cancel for a run that is not running here; ignored"),
+            None => {
+                drop(runs);
+                if !self.resolver(None).is_some_and(|r| r.cancel(&c.run_id, &reason)) {
+                    tracing::info!(run_id = %c.run_id, "cancel for a run that is not running here; ignored");
+                }
+            }
         }
+    }
+
+    /// The resolver of `attention.resolve` frames; `None` on a v1 connection.
+    fn resolver(&self, running: Option<&'static str>) -> Option<Resolver<'_>> {
+        let a = self.run.attention.as_ref()?;
+        Some(Resolver { store: &self.store, outbox: &self.outbox, receipts: &a.receipts, drivers: &self.drivers, running })
+    }
+
+    fn resolve(&self, r: Resolve) {
+        let running = self.in_flight.lock().get(&r.run_id).map(|h| h.progress.view().driver);
+        let Some(resolver) = self.resolver(running) else {
+            tracing::warn!(run_id = %r.run_id, "attention.resolve on a v1 connection ignored (set ORGX_PROTOCOL_VERSION=3)");
+            return;
+        };
+        let Next::Resume { checkpoint, decision_id, resolution_key, driver } = resolver.resolve(r) else { return };
+        // An answered run continues whatever the concurrency limit: it was admitted already.
+        let (cancel, cancelled) = watch::channel(None);
+        let components = self.components.borrow().clone();
+        let rules = self.rules.borrow().clone();
+        let (store, run_cfg, in_flight) = (self.store.clone(), self.run.clone(), self.in_flight.clone());
+        let run_id = checkpoint.run_id.clone();
+        let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
+        let shown = progress.clone();
+        let mut runs = self.in_flight.lock();
+        let slot = run_id.clone();
+        tracing::info!(run_id = %run_id, decision_id = %decision_id, "resuming the run with its answers");
+        let task = tokio::spawn(async move {
+            let key = checkpoint.dispatch_key.clone();
+            let kept = (*checkpoint).clone();
+            let end = live::resume(*checkpoint, decision_id, resolution_key, driver, run_cfg, components, rules, cancelled, shown).await;
+            if end == live::RunEnd::Finished {
+                // A second question overwrote the checkpoint and returned `Suspended`.
+                kept.discard(&store);
+                if let Err(e) = store.finish_dispatch(&key) {
+                    tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
+                }
+            }
+            in_flight.lock().remove(&run_id);
+        });
+        runs.insert(slot, RunHandle { cancel, task, progress });
     }
 
     /// Cancel every run (shutdown); each ends with its `task.failed`.

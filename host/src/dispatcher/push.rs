@@ -71,7 +71,7 @@ async fn body(push: &ComponentPush, api: Option<&Api>, max: u64) -> Result<Vec<u
         }
         (None, Some(url)) => {
             let api = api.ok_or_else(|| Rejection::new(Stage::Fetch, "this peer has no server connection to fetch from"))?;
-            let url = api.base.same_base(url).map_err(|e| Rejection::new(Stage::Fetch, e))?;
+            let url = api.base.same_base(url).map_err(|e| Rejection::new(Stage::Fetch, e.to_string()))?;
             // Over the size limit is the `size` stage whichever way the bytes come.
             api.fetch_component(url, max).await.map_err(|e| {
                 let stage = if matches!(e, crate::http::ApiError::TooLarge { .. }) { Stage::Size } else { Stage::Fetch };

@@ -1,11 +1,12 @@
 //! Claude Code: `claude -p <prompt> --output-format stream-json --verbose`, mapped by the
 //! built-in `plugins/claude-code` component (shared/spec/claude-stream-json.md).
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
 use super::probe::{self, Probe};
-use super::{attribution_from_detection, Builtin, Command, Detection, Driver, Launch};
+use super::{attribution_from_detection, Builtin, Command, Detection, Driver, Launch, Resumable};
 
 pub static DRIVER: Driver = Driver {
     id: "claude_code",
@@ -22,10 +23,45 @@ pub static DRIVER: Driver = Driver {
     command,
     detect: |bin, _| Box::pin(detect(bin)),
     attribution: attribution_from_detection,
+    resumable: Some(&RESUMABLE),
+};
+
+/// A `PreToolUse` hook on `AskUserQuestion` answers `defer` (2.1.89 and later), the run ends
+/// with `stop_reason: "tool_deferred"`, and `--resume <session> -p ""` continues it
+/// (claude-stream-json.md, "Resumable attention").
+pub static RESUMABLE: Resumable = Resumable {
+    min_version: (2, 1, 89),
+    source_client: "claude-code",
+    capability_version: "claude-hooks-v1",
+    key_prefix: "claude",
+    attention_args,
+    resume,
 };
 
 fn command(launch: &Launch<'_>) -> Command {
-    let mut args = vec!["-p".into(), launch.prompt.into(), "--output-format".into(), "stream-json".into(), "--verbose".into()];
+    with_flags(vec!["-p".into(), launch.prompt.into()], launch)
+}
+
+/// The prompt is empty: the CLI adds its own "Continue from where you left off.", and a
+/// non-empty one would be queued mid-turn (two `result` lines). `--permission-mode` and the
+/// plugin dirs are not restored from the session, so every flag is given again.
+fn resume(launch: &Launch<'_>, session: &str) -> Command {
+    with_flags(vec!["--resume".into(), session.into(), "-p".into(), "".into()], launch)
+}
+
+/// The plugin dir with the hook and the permission host, and the host's tool named as the
+/// one that answers permission prompts (without it `-p` mode never offers `AskUserQuestion`).
+fn attention_args(plugin_dir: &Path) -> Vec<OsString> {
+    vec![
+        "--plugin-dir".into(),
+        plugin_dir.into(),
+        "--permission-prompt-tool".into(),
+        crate::attention::plugin::permission_prompt_tool().into(),
+    ]
+}
+
+fn with_flags(mut args: Vec<OsString>, launch: &Launch<'_>) -> Command {
+    args.extend(["--output-format".into(), "stream-json".into(), "--verbose".into()]);
     if let Some(dir) = launch.settings.option("ORGX_PLUGIN_DIR") {
         args.push("--plugin-dir".into());
         args.push(dir.into());
@@ -70,5 +106,30 @@ mod tests {
         let args: Vec<_> = c.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, ["-p", "Fix it", "--output-format", "stream-json", "--verbose", "--plugin-dir", "/plugins", "--model", "opus"]);
         assert!(c.env_add.is_empty());
+        let r = (RESUMABLE.resume)(&Launch { prompt: "Fix it", settings: &settings }, "sess-1");
+        let args: Vec<_> = r.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            ["--resume", "sess-1", "-p", "", "--output-format", "stream-json", "--verbose", "--plugin-dir", "/plugins", "--model", "opus"]
+        );
+    }
+
+    #[test]
+    fn only_versions_that_defer_get_attention() {
+        let table: &[(Option<&str>, bool)] = &[
+            (Some("2.1.330"), true),
+            (Some("2.1.89 (Claude Code)"), true),
+            (Some("2.1.88"), false),
+            (Some("2.0.999"), false),
+            (Some("3.0.0"), true),
+            (Some("v2.2.0"), true),
+            (Some("2.1"), false),
+            (Some("latest"), false),
+            (Some(""), false),
+            (None, false),
+        ];
+        for (v, want) in table {
+            assert_eq!(RESUMABLE.supports(*v), *want, "{v:?}");
+        }
     }
 }

@@ -26,6 +26,9 @@ pub static DRIVER: Driver = Driver {
     command,
     detect: |bin, _| Box::pin(detect(bin)),
     attribution: attribution_from_detection,
+    // `codex exec` has no parked-call form; its app-server path keeps the turn open instead
+    // (spec §8.1), which `exec --json` does not offer.
+    resumable: None,
 };
 
 /// The sandbox modes `codex exec -s` accepts.

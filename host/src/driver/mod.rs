@@ -81,6 +81,39 @@ pub struct Driver {
     pub detect: for<'a> fn(&'a Path, &'a DriverSettings) -> DetectFuture<'a>,
     /// What the mapper is told beyond run id and directory: detection, provider, pricing.
     pub attribution: fn(&DriverSettings, Option<&Detection>) -> Attribution,
+    /// Resumable attention (protocol v3): how the CLI parks a question and continues its
+    /// session. `None`: a question cannot suspend this driver's runs, and a resolution for
+    /// one gets `resume_failed` (spec §8.1 step 7).
+    pub resumable: Option<&'static Resumable>,
+}
+
+/// How a CLI takes part in resumable attention (spec §8): the versions that can, the names
+/// its records and receipts carry, and the command lines that park and continue a session.
+pub struct Resumable {
+    /// The oldest CLI version that honours a parked (deferred) tool call.
+    pub min_version: (u64, u64, u64),
+    /// `source_client` of the records and receipts (`claude-code`).
+    pub source_client: &'static str,
+    /// `continuation.capability_version` of the records (`claude-hooks-v1`).
+    pub capability_version: &'static str,
+    /// The records' idempotency-key prefix and `metadata` key (`claude`).
+    pub key_prefix: &'static str,
+    /// The arguments that hand a run its generated plugin dir (hook + permission host).
+    pub attention_args: fn(&Path) -> Vec<OsString>,
+    /// The command line that continues `session` with the first process's flags.
+    pub resume: fn(&Launch<'_>, &str) -> Command,
+}
+
+impl Resumable {
+    /// Can a CLI that reported `version` (`2.1.330`, `2.1.330 (Claude Code)`) park a call?
+    pub fn supports(&self, version: Option<&str>) -> bool {
+        let Some(v) = version.and_then(|v| v.split_whitespace().next()) else { return false };
+        let mut parts = v.trim_start_matches('v').split('.').map(|p| p.parse::<u64>().ok());
+        match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c) >= self.min_version,
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Driver {

@@ -26,6 +26,9 @@ pub static DRIVER: Driver = Driver {
     command,
     detect: |bin, settings| Box::pin(detect(bin, settings)),
     attribution,
+    // `opencode run` cannot continue a parked question in this form (spec: a driver
+    // without resumable attention).
+    resumable: None,
 };
 
 fn command(launch: &Launch<'_>) -> Command {

@@ -17,8 +17,10 @@ pub enum Probe {
     Exited { success: bool, stdout: String, stderr: String },
 }
 
-/// The environment variables no child of the peer may see (spec §6).
-pub const GATEWAY_KEYS: &[&str] = &["ORGX_API_KEY", "ORGX_GATEWAY_KEY"];
+/// The environment variables no child of the peer may see (spec §6): the key, and where a
+/// service's key file is (a model's shell tool could otherwise `cat` it: `ORGX_API_KEY_FILE`,
+/// systemd's `CREDENTIALS_DIRECTORY`).
+pub const GATEWAY_KEYS: &[&str] = &["ORGX_API_KEY", "ORGX_GATEWAY_KEY", "ORGX_API_KEY_FILE", "CREDENTIALS_DIRECTORY"];
 
 pub async fn run(bin: &Path, args: &[&str], timeout: Duration) -> Probe {
     let mut cmd = Command::new(bin);

@@ -12,14 +12,45 @@ use reqwest::Url;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl(Url);
 
+/// Why `ORGX_BASE_URL` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("ORGX_BASE_URL `{text}` is not a URL: {cause}")]
+    NotAUrl { text: String, cause: String },
+    #[error("ORGX_BASE_URL `{0}` must start with http:// or https://")]
+    Scheme(String),
+    #[error("ORGX_BASE_URL `{0}` must be a plain origin such as https://useorgx.com")]
+    NotAnOrigin(String),
+}
+
+/// Why a pushed component's URL was refused (the peer sends its key with the download).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentUrlError {
+    #[error("component URL `{0}` is empty or has control characters or backslashes")]
+    Unprintable(String),
+    #[error("component URL `{0}` is scheme-relative; give a path on the OrgX base URL")]
+    SchemeRelative(String),
+    #[error("component URL `{shown}` is not a URL: {cause}")]
+    NotAUrl { shown: String, cause: String },
+    #[error("component URL `{shown}` is not on the OrgX base URL {base}; the peer only downloads from its own server")]
+    OtherOrigin { shown: String, base: String },
+    #[error("component URL `{shown}` leaves the base path `{base_path}/`")]
+    OutsideBasePath { shown: String, base_path: String },
+}
+
+/// `ORGX_RUNNER_INSTANCE_ID` does not match the protocol's pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ORGX_RUNNER_INSTANCE_ID `{0}` is invalid: use 1-160 characters, letters, digits and . _ : -, starting with a letter or digit")]
+pub struct InvalidRunnerInstanceId(String);
+
 impl BaseUrl {
-    pub fn parse(text: &str) -> Result<BaseUrl, String> {
-        let url = Url::parse(text.trim()).map_err(|e| format!("ORGX_BASE_URL `{text}` is not a URL: {e}"))?;
+    pub fn parse(text: &str) -> Result<BaseUrl, BaseUrlError> {
+        let url = Url::parse(text.trim()).map_err(|e| BaseUrlError::NotAUrl { text: text.to_string(), cause: e.to_string() })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("ORGX_BASE_URL `{text}` must start with http:// or https://"));
+            return Err(BaseUrlError::Scheme(text.to_string()));
         }
         if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-            return Err(format!("ORGX_BASE_URL `{text}` must be a plain origin such as https://useorgx.com"));
+            return Err(BaseUrlError::NotAnOrigin(text.to_string()));
         }
         Ok(BaseUrl(url))
     }
@@ -77,28 +108,40 @@ impl BaseUrl {
         url
     }
 
+    /// `{base}/api/client/live/attention` (§5.4).
+    pub fn attention(&self) -> Url {
+        self.join("/api/client/live/attention")
+    }
+
+    /// `{base}/api/client/live/attention/{decision_id}` (§5.5), the id as one path segment.
+    pub fn attention_receipt(&self, decision_id: &str) -> Url {
+        let mut url = self.attention();
+        url.path_segments_mut().expect("http(s) URLs have a path").push(decision_id);
+        url
+    }
+
     /// A component download URL from a `component.push`, accepted only on this base (same
     /// scheme, host and port, under the base path): the peer sends its API key with the
     /// download, so a push must not be able to point it anywhere else. `reference` is a path
     /// (`/api/v1/components/...`) or an absolute URL on the base.
-    pub fn same_base(&self, reference: &str) -> Result<Url, String> {
+    pub fn same_base(&self, reference: &str) -> Result<Url, ComponentUrlError> {
         let shown: String = reference.chars().take(80).collect();
         if reference.is_empty() || reference.chars().any(|c| c.is_control() || c == '\\') {
-            return Err(format!("component URL `{}` is empty or has control characters or backslashes", shown.escape_default()));
+            return Err(ComponentUrlError::Unprintable(shown.escape_default().to_string()));
         }
         if reference.starts_with("//") {
-            return Err(format!("component URL `{shown}` is scheme-relative; give a path on the OrgX base URL"));
+            return Err(ComponentUrlError::SchemeRelative(shown));
         }
-        let url = self.0.join(reference).map_err(|e| format!("component URL `{shown}` is not a URL: {e}"))?;
+        let url = self.0.join(reference).map_err(|e| ComponentUrlError::NotAUrl { shown: shown.clone(), cause: e.to_string() })?;
         let same_origin = url.scheme() == self.0.scheme()
             && url.host_str() == self.0.host_str()
             && url.port_or_known_default() == self.0.port_or_known_default();
         if !same_origin || !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("component URL `{shown}` is not on the OrgX base URL {self}; the peer only downloads from its own server"));
+            return Err(ComponentUrlError::OtherOrigin { shown, base: self.to_string() });
         }
         let base_path = self.0.path().trim_end_matches('/');
         if !url.path().starts_with(&format!("{base_path}/")) {
-            return Err(format!("component URL `{shown}` leaves the base path `{base_path}/`"));
+            return Err(ComponentUrlError::OutsideBasePath { shown, base_path: base_path.to_string() });
         }
         Ok(url)
     }
@@ -124,7 +167,7 @@ pub struct StreamQuery<'a> {
 pub struct RunnerInstanceId(String);
 
 impl RunnerInstanceId {
-    pub fn parse(text: &str) -> Result<RunnerInstanceId, String> {
+    pub fn parse(text: &str) -> Result<RunnerInstanceId, InvalidRunnerInstanceId> {
         let b = text.as_bytes();
         let ok = !b.is_empty()
             && b.len() <= 160
@@ -133,10 +176,7 @@ impl RunnerInstanceId {
         if ok {
             Ok(RunnerInstanceId(text.to_string()))
         } else {
-            Err(format!(
-                "ORGX_RUNNER_INSTANCE_ID `{}` is invalid: use 1-160 characters, letters, digits and . _ : -, starting with a letter or digit",
-                text.escape_debug()
-            ))
+            Err(InvalidRunnerInstanceId(text.escape_debug().to_string()))
         }
     }
 

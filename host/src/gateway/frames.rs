@@ -43,6 +43,40 @@ pub struct Cancel {
     pub reason: Option<String>,
 }
 
+/// v3 (§2.3): the answer to a suspended run's question.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Resolve {
+    pub decision_id: String,
+    pub run_id: String,
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub session_handle: Option<String>,
+    pub idempotency_key: String,
+    pub resolution: Resolution,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Resolution {
+    pub status: ResolutionStatus,
+    #[serde(default)]
+    pub answer: Option<serde_json::Value>,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub option_id: Option<String>,
+    #[serde(default)]
+    pub option_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionStatus {
+    Approved,
+    Declined,
+    Cancelled,
+}
+
 /// Extension (`docs/component-push.md`): a signed component for a slot. The manifest stays
 /// raw JSON here so that a bad one is *acknowledged* as rejected at stage `manifest` instead of
 /// being skipped as a malformed frame; only `push_id` (needed to answer at all) is required.
@@ -72,6 +106,7 @@ pub fn max_frame_bytes(max_component_bytes: u64) -> usize {
 pub enum ServerFrame {
     Dispatch(Box<Dispatch>),
     Cancel(Cancel),
+    Resolve(Box<Resolve>),
     ComponentPush(Box<ComponentPush>),
 }
 
@@ -115,6 +150,14 @@ impl ServerFrame {
         match &*kind {
             "task.dispatch" => Ok(ServerFrame::Dispatch(Box::new(serde_json::from_str(text).map_err(malformed)?))),
             "task.cancel" => Ok(ServerFrame::Cancel(serde_json::from_str(text).map_err(malformed)?)),
+            "attention.resolve" => {
+                let r: Resolve = serde_json::from_str(text).map_err(malformed)?;
+                if [&r.decision_id, &r.run_id, &r.idempotency_key].iter().any(|f| f.is_empty()) {
+                    let error = "`decision_id`, `run_id` and `idempotency_key` must not be empty".into();
+                    return Err(FrameError::Malformed { kind: kind.to_string(), error });
+                }
+                Ok(ServerFrame::Resolve(Box::new(r)))
+            }
             "component.push" => {
                 let push: ComponentPush = serde_json::from_str(text).map_err(malformed)?;
                 if push.push_id.is_empty() || push.push_id.len() > 128 {
@@ -150,6 +193,33 @@ mod tests {
             ServerFrame::parse(r#"{"kind":"task.cancel","run_id":"r1"}"#).unwrap(),
             ServerFrame::Cancel(Cancel { run_id: "r1".into(), reason: None })
         );
+    }
+
+    #[test]
+    fn parses_attention_resolve() {
+        let r = ServerFrame::parse(
+            r#"{"kind":"attention.resolve","protocol_version":3,"decision_id":"d1","run_id":"r1","idempotency_key":"k1",
+            "resolution":{"status":"approved","option_ids":["a","b"],"note":null,"context":{"x":1}},"new":true}"#,
+        )
+        .unwrap();
+        let ServerFrame::Resolve(r) = r else { panic!("{r:?}") };
+        assert_eq!((r.decision_id.as_str(), r.resolution.status), ("d1", ResolutionStatus::Approved));
+        assert_eq!(r.resolution.option_ids.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        let bad: &[(&str, &str)] = &[
+            (r#"{"kind":"attention.resolve","decision_id":"d","run_id":"r","idempotency_key":"k"}"#, "missing field `resolution`"),
+            (
+                r#"{"kind":"attention.resolve","decision_id":"d","run_id":"r","idempotency_key":"k","resolution":{"status":"maybe"}}"#,
+                "unknown variant `maybe`",
+            ),
+            (
+                r#"{"kind":"attention.resolve","decision_id":"","run_id":"r","idempotency_key":"k","resolution":{"status":"cancelled"}}"#,
+                "must not be empty",
+            ),
+        ];
+        for (text, want) in bad {
+            let err = ServerFrame::parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The WebSocket opening handshake of the gateway socket, done here instead of by
 //! tungstenite's client.
 //!
-//! The peer offers `Sec-WebSocket-Protocol: orgx.v1, bearer.<key>` and the spec (§1.1) says a
-//! server may answer with `orgx.v1` or with no subprotocol at all. tungstenite 0.27's client
+//! The peer offers `Sec-WebSocket-Protocol: orgx.v<N>, bearer.<key>` and the spec (§1.1) says a
+//! server may answer with that version or with no subprotocol at all. tungstenite 0.27's client
 //! fails every answer without one (`SubProtocolError::NoSubProtocol`) and has no setting to
 //! allow it, so the peer writes the upgrade request itself over its own TCP (and TLS) stream,
 //! checks the answer as RFC 6455 §4.1 says — with §1.1's rule for the subprotocol — and hands
@@ -45,7 +45,7 @@ pub enum HandshakeError {
     Subprotocol(String),
 }
 
-/// What the answer selected: `Some("orgx.v1")`, or `None` (no subprotocol, §1.1).
+/// What the answer selected: `Some("orgx.v3")`, or `None` (no subprotocol, §1.1).
 pub type Selected = Option<String>;
 
 /// Open the socket at `url` (ws:// or wss://), offering `version` and the key's `bearer.`

@@ -21,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::backoff::{Backoff, BackoffPolicy};
 use super::frames::ServerFrame;
 use super::handshake::{self, HandshakeError};
+use super::version::ProtocolVersion;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::ConnectionEnd;
 use crate::outbox::Outbox;
@@ -29,11 +30,6 @@ use crate::store::OutboxEntry;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The protocol version this peer speaks, the first subprotocol.
-pub const PROTOCOL_VERSION: &str = "orgx.v1";
-/// The same, as the number the presence heartbeat reports.
-pub const PROTOCOL_NUMBER: u64 = 1;
-
 /// Close codes after which the peer must not reconnect.
 pub const NO_RECONNECT_CODES: &[u16] = &[1000, 4000, 4001, 4003, 4401, 4403];
 
@@ -41,6 +37,8 @@ pub const NO_RECONNECT_CODES: &[u16] = &[1000, 4000, 4001, 4003, 4401, 4403];
 pub struct SessionConfig {
     pub url: reqwest::Url,
     pub api_key: ApiKey,
+    /// The one `orgx.vN` offered (`ORGX_PROTOCOL_VERSION`).
+    pub protocol: ProtocolVersion,
     /// How often to ping; also how often liveness is checked.
     pub ping_interval: Duration,
     /// No frame at all for this long means the connection is dead (e.g. half-open).
@@ -102,7 +100,7 @@ impl Gateway {
                     match end {
                         SessionEnd::Shutdown => return self.stop(GatewayStop::Shutdown),
                         SessionEnd::Closed(code, reason) if NO_RECONNECT_CODES.contains(&code) => {
-                            let why = crate::redact::transport(&close_explanation(code, &reason));
+                            let why = crate::redact::transport(&close_explanation(code, &reason, self.config.protocol));
                             tracing::error!(code, "gateway closed the connection: {why}; not reconnecting");
                             return self.stop(GatewayStop::Refused(why));
                         }
@@ -154,7 +152,7 @@ impl Gateway {
         // already batches its writes (feed, then one flush per batch), and a barrier ping held
         // back behind an unacknowledged frame would wait out the server's delayed ACK (40 ms
         // on Linux) before anything is confirmed.
-        let connect = handshake::connect(&self.config.url, PROTOCOL_VERSION, &self.config.api_key, ws_config);
+        let connect = handshake::connect(&self.config.url, self.config.protocol.subprotocol(), &self.config.api_key, ws_config);
         let (ws, selected) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Err(_) => return Err(ConnectError::Failed("connect timed out after 30 s".into())),
             Ok(Err(HandshakeError::Status(401))) => {
@@ -314,10 +312,21 @@ enum ConnectError {
     Failed(String),
 }
 
-fn close_explanation(code: u16, reason: &str) -> String {
+fn close_explanation(code: u16, reason: &str, offered: ProtocolVersion) -> String {
+    let unsupported;
     let what = match code {
         1000 => "normal closure",
-        4000 => "protocol version not supported (this peer speaks orgx.v1)",
+        4000 => {
+            let other = match offered {
+                ProtocolVersion::V1 => 3,
+                ProtocolVersion::V3 => 1,
+            };
+            unsupported = format!(
+                "the server does not accept protocol version {offered} (ORGX_PROTOCOL_VERSION={}); set ORGX_PROTOCOL_VERSION={other} if it speaks that one",
+                offered.number()
+            );
+            unsupported.as_str()
+        }
         4001 | 4003 => "the server ended this peer's session",
         4401 => "unauthorized: check ORGX_API_KEY",
         4403 => "forbidden: the key may not drive this workspace",

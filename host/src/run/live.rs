@@ -6,6 +6,11 @@
 //! side owns the process: it reads lines, and enforces cancel and timeout (SIGTERM to the
 //! group, SIGKILL after the grace). The terminal message goes out the moment the pipeline
 //! produces it; the process then gets a short grace to exit before its group is killed.
+//!
+//! A v3 run can also *suspend* (spec §8): the mapper reports a parked question, the process
+//! exits, and `attention::suspend` files the question and keeps the checkpoint. [`resume`]
+//! later runs the continuing process through the same loop, carrying the run's start time
+//! and usage, and says `resumed` at its first output line.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,13 +19,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::lines::Line;
-use super::pipeline::{RunPipeline, RunSpec};
+use super::pipeline::{Carried, RunPipeline, RunSpec};
 use super::process::{DriverProcess, ExitInfo, SpawnSpec};
 use super::progress::Progress;
 use super::tree;
+use crate::attention::checkpoint::Checkpoint;
+use crate::attention::{Attention, Parked};
 use crate::components::{ActiveComponents, RunReport};
 use crate::driver::probe::GATEWAY_KEYS;
-use crate::driver::{Attribution, Driver, DriverSettings, Launch};
+use crate::driver::{Attribution, Driver, DriverSettings, Launch, Resumable};
 use crate::gateway::frames::Dispatch;
 use crate::metrics::{RunMeters, RunOutcome};
 use crate::outbox::Outbox;
@@ -43,6 +50,9 @@ pub struct EnabledDriver {
     pub driver: &'static Driver,
     pub settings: DriverSettings,
     pub attribution: Attribution,
+    /// Resumable attention, when the driver has it and the installed CLI's version can park
+    /// a call (decided at start-up from detection).
+    pub resumable: Option<&'static Resumable>,
 }
 
 /// What every live run needs besides its dispatch and driver.
@@ -58,6 +68,47 @@ pub struct RunConfig {
     /// Where a finished run reports which components served it and whether one faulted
     /// (the registry's quarantine counts these).
     pub reports: Option<mpsc::UnboundedSender<RunReport>>,
+    /// Resumable attention (protocol v3); `None` on a v1 connection.
+    pub attention: Option<Attention>,
+}
+
+/// How a run's process ended for the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The run's terminal message is out: its dispatch key is finished.
+    Finished,
+    /// The run waits for an answer (its checkpoint is stored): the key stays blocked.
+    Suspended,
+}
+
+/// One process of a run: a dispatch's first, or the continuation of a suspended run.
+struct Job {
+    run_id: String,
+    cwd: Option<String>,
+    timeout_seconds: Option<u64>,
+    command: crate::driver::Command,
+    started_at: SystemTime,
+    /// The generated plugin dir, when the run may suspend.
+    plugin_dir: Option<PathBuf>,
+    /// Where the run came from, for the checkpoint a suspension writes.
+    origin: Origin,
+    /// Set for a continuation: what it carries and which decision it answers.
+    resumed: Option<Resumed>,
+}
+
+/// The dispatch facts a checkpoint keeps.
+#[derive(Clone)]
+pub struct Origin {
+    pub dispatch_key: String,
+    pub initiative_id: Option<String>,
+    pub workstream_id: Option<String>,
+}
+
+struct Resumed {
+    carried: Carried,
+    decision_id: String,
+    resolution_key: String,
+    session: String,
 }
 
 /// The prompt handed to the driver's CLI, built from the task (spec §2.1's format).
@@ -74,33 +125,124 @@ pub fn prompt(d: &Dispatch) -> String {
     p
 }
 
-/// Run one dispatch to its terminal message. `cancel` carries the server's reason; the
-/// dispatch's `timeout_seconds` bounds the run.
+/// Run one dispatch to its terminal message (or its suspension). `cancel` carries the
+/// server's reason; the dispatch's `timeout_seconds` bounds the run.
 pub async fn run(
     dispatch: Dispatch,
     driver: Arc<EnabledDriver>,
     cfg: RunConfig,
     components: ActiveComponents,
     rules: Arc<Vec<Rule>>,
+    cancel: watch::Receiver<Option<String>>,
+    progress: Arc<Progress>,
+) -> RunEnd {
+    let prompt = prompt(&dispatch);
+    let mut command = (driver.driver.command)(&Launch { prompt: &prompt, settings: &driver.settings });
+    let plugin_dir = match (&cfg.attention, driver.resumable) {
+        (Some(a), Some(r)) => match a.prepare_plugin_dir(&dispatch.run_id) {
+            Ok(dir) => {
+                command.args.extend((r.attention_args)(&dir));
+                Some(dir)
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %dispatch.run_id, "cannot write the attention plugin dir, so questions in this run cannot be answered from OrgX: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    let job = Job {
+        run_id: dispatch.run_id.clone(),
+        cwd: dispatch.task.repo_path.clone(),
+        timeout_seconds: dispatch.timeout_seconds,
+        command,
+        started_at: SystemTime::now(),
+        plugin_dir,
+        origin: Origin {
+            dispatch_key: dispatch.idempotency_key.clone(),
+            initiative_id: dispatch.task.initiative_id.clone(),
+            workstream_id: dispatch.task.workstream_id.clone(),
+        },
+        resumed: None,
+    };
+    drive(job, driver, cfg, components, rules, cancel, progress).await
+}
+
+/// Continue a suspended run whose questions are all answered: `claude --resume <session>`
+/// with the first process's flags, `HOME` and working directory (the caller sent
+/// `resuming` and checked that the driver can resume).
+#[allow(clippy::too_many_arguments)]
+pub async fn resume(
+    checkpoint: Checkpoint,
+    decision_id: String,
+    resolution_key: String,
+    driver: Arc<EnabledDriver>,
+    cfg: RunConfig,
+    components: ActiveComponents,
+    rules: Arc<Vec<Rule>>,
+    cancel: watch::Receiver<Option<String>>,
+    progress: Arc<Progress>,
+) -> RunEnd {
+    let r = driver.resumable.or(driver.driver.resumable).expect("the resolver resumes only drivers that can");
+    let mut command = (r.resume)(&Launch { prompt: "", settings: &driver.settings }, &checkpoint.session);
+    command.args.extend((r.attention_args)(&checkpoint.plugin_dir));
+    command.env_add.push(("ORGX_ATTENTION_DECISION_ID".into(), decision_id.clone().into()));
+    let job = Job {
+        run_id: checkpoint.run_id.clone(),
+        cwd: checkpoint.cwd.clone(),
+        timeout_seconds: checkpoint.timeout_seconds,
+        command,
+        started_at: checkpoint.started_at(),
+        plugin_dir: Some(checkpoint.plugin_dir.clone()),
+        origin: Origin {
+            dispatch_key: checkpoint.dispatch_key.clone(),
+            initiative_id: checkpoint.initiative_id.clone(),
+            workstream_id: checkpoint.workstream_id.clone(),
+        },
+        resumed: Some(Resumed {
+            carried: Carried {
+                first_response_at: checkpoint.first_response_at.clone(),
+                tokens_used: checkpoint.tokens_used,
+                cost_estimate_cents: checkpoint.cost_estimate_cents,
+                saved_estimate_cents: checkpoint.saved_estimate_cents,
+            },
+            decision_id,
+            resolution_key,
+            session: checkpoint.session.clone(),
+        }),
+    };
+    drive(job, driver, cfg, components, rules, cancel, progress).await
+}
+
+async fn drive(
+    job: Job,
+    driver: Arc<EnabledDriver>,
+    cfg: RunConfig,
+    components: ActiveComponents,
+    rules: Arc<Vec<Rule>>,
     mut cancel: watch::Receiver<Option<String>>,
     progress: Arc<Progress>,
-) {
+) -> RunEnd {
     let (outbox, store) = (cfg.outbox.clone(), cfg.store.clone());
-    let run_id = dispatch.run_id.clone();
-    let started_at = SystemTime::now();
+    let run_id = job.run_id.clone();
+    let started_at = job.started_at;
     let (input, inputs) = mpsc::channel::<Input>(256);
-    let (done_tx, mut done) = oneshot::channel::<()>();
+    let (done_tx, mut done) = oneshot::channel::<Option<Parked>>();
     let meters = crate::metrics::global().run_meters(driver.driver.slot);
+    let may_suspend = job.plugin_dir.is_some() && cfg.attention.is_some();
+    let carried = job.resumed.as_ref().map(|r| r.carried.clone());
     let worker = {
-        let mut context = run_context(run_id.clone(), dispatch.task.repo_path.clone(), driver.driver.id);
+        let mut context = run_context(run_id.clone(), job.cwd.clone(), driver.driver.id);
         let a = driver.attribution.clone();
         (context.detection, context.provider_id, context.model, context.pricing) = (a.detection, a.provider_id, a.model, a.pricing);
         let (outbox, limits, reports, meters, driver_id) =
             (outbox.clone(), cfg.limits, cfg.reports.clone(), meters.clone(), driver.driver.id);
+        let start = PipelineStart { context, started_at, may_suspend, carried };
         std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
-            let (report, outcome) =
-                pipeline_thread(context, started_at, &components, rules, limits, outbox, inputs, done_tx, meters, &progress);
-            crate::metrics::global().run_ended(driver_id, outcome);
+            let (report, outcome) = pipeline_thread(start, &components, rules, limits, outbox, inputs, done_tx, meters, &progress);
+            if let Some(outcome) = outcome {
+                crate::metrics::global().run_ended(driver_id, outcome);
+            }
             if let Some(reports) = reports {
                 let _ = reports.send(report);
             }
@@ -110,20 +252,22 @@ pub async fn run(
         Ok(w) => w,
         Err(e) => {
             tracing::error!(run_id = %run_id, "cannot start the run's pipeline thread: {e}");
-            return;
+            return RunEnd::Finished;
         }
     };
 
-    let spawned = DriverProcess::spawn(spawn_spec(&dispatch, &driver, &cfg));
+    let spawned = DriverProcess::spawn(spawn_spec(&job, &driver, &cfg));
     let (mut process, mut stdout) = match spawned {
         Ok(p) => p,
         Err(e) => {
             let name = driver.driver.display;
             tracing::error!(run_id = %run_id, driver = driver.driver.id, "cannot start {name}: {e}");
-            let _ = input.send(Input::Fail(format!("cannot start {name}: {e}"), false)).await;
+            let reason = format!("cannot start {name}: {e}");
+            resume_failed(&cfg, &job, &driver, &reason);
+            let _ = input.send(Input::Fail(reason, false)).await;
             drop(input);
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-            return;
+            return RunEnd::Finished;
         }
     };
     tree::register_cli(process.pid());
@@ -134,7 +278,10 @@ pub async fn run(
         tracing::warn!(run_id = %run_id, "cannot record the run's process group: {e}");
     }
 
-    let timeout = dispatch.timeout_seconds.filter(|s| *s > 0);
+    let timeout = job.timeout_seconds.filter(|s| *s > 0);
+    // A continuation proves it accepted the answer with its first output line (§8.1 step 9).
+    let mut confirmed = job.resumed.is_none();
+    let mut parked: Option<Parked> = None;
     let deadline = async {
         match timeout {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -146,8 +293,10 @@ pub async fn run(
     let end = loop {
         tokio::select! {
             biased;
-            _ = &mut done => {
-                // The terminal message is out; let the process finish on its own, briefly.
+            finished = &mut done => {
+                // The terminal message is out (or the run parked a question); let the process
+                // finish on its own, briefly.
+                parked = finished.ok().flatten();
                 if tokio::time::timeout(EXIT_GRACE, process.wait()).await.is_err() {
                     stop_everything(&run_id, &mut process).await;
                 }
@@ -167,6 +316,10 @@ pub async fn run(
             line = stdout.next() => match line {
                 Ok(Some(Line::Full(bytes))) => {
                     meters.lines_read.inc();
+                    if !confirmed {
+                        confirmed = true;
+                        resumed(&cfg, &job, &driver);
+                    }
                     if input.send(Input::Line(bytes)).await.is_err() {
                         break None;
                     }
@@ -179,6 +332,12 @@ pub async fn run(
                 Ok(None) | Err(_) => {
                     let exit = process.wait().await;
                     let tail = process.stderr_tail().map(|t| cfg.api_key.redact(&t));
+                    if !confirmed {
+                        // The continuation ended before it showed it took the answer.
+                        let reason = never_confirmed(driver.driver.display, &exit, tail.as_deref());
+                        resume_failed(&cfg, &job, &driver, &reason);
+                        break Some(Input::Fail(reason, false));
+                    }
                     let exit = match exit {
                         ExitInfo::Code(c) => t::ProcessExit::Code(c),
                         ExitInfo::Signal(s) => t::ProcessExit::Signal(s),
@@ -204,7 +363,60 @@ pub async fn run(
     }
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     let _ = store.clear_run_group(&run_id);
+    if let (Some(parked), Some(attention)) = (parked, cfg.attention.as_ref()) {
+        let ctx = crate::attention::SuspendContext {
+            run_id: &run_id,
+            driver: driver.driver.id,
+            resumable: driver.resumable.or(driver.driver.resumable),
+            cwd: job.cwd.clone(),
+            plugin_dir: job.plugin_dir.clone(),
+            timeout_seconds: job.timeout_seconds,
+            started_at,
+            origin: &job.origin,
+            outbox: &outbox,
+            store: &store,
+        };
+        if attention.suspend(ctx, parked).await {
+            tracing::info!(run_id = %run_id, "run suspended: waiting for an answer from OrgX");
+            return RunEnd::Suspended;
+        }
+    }
     tracing::info!(run_id = %run_id, "run finished");
+    RunEnd::Finished
+}
+
+/// Why a continuation is not running, when it ended before its first line.
+fn never_confirmed(name: &str, exit: &ExitInfo, stderr_tail: Option<&str>) -> String {
+    let how = match exit {
+        ExitInfo::Code(c) => format!("exited with status {c}"),
+        ExitInfo::Signal(s) => format!("was killed by signal {s}"),
+    };
+    let tail = stderr_tail.map(str::trim).filter(|t| !t.is_empty()).map(|t| format!(": {}", crate::redact::reason(t)));
+    format!("{name} {how} before it accepted the answer{}", tail.unwrap_or_default())
+}
+
+/// A continuation showed its first line: `resumed`.
+fn resumed(cfg: &RunConfig, job: &Job, driver: &EnabledDriver) {
+    receipt(cfg, job, driver, crate::protocol::ReceiptState::Resumed, None);
+}
+
+/// A continuation could not start or ended before it accepted the answer: `resume_failed`.
+fn resume_failed(cfg: &RunConfig, job: &Job, driver: &EnabledDriver, detail: &str) {
+    receipt(cfg, job, driver, crate::protocol::ReceiptState::ResumeFailed, Some(detail.to_string()));
+}
+
+fn receipt(cfg: &RunConfig, job: &Job, driver: &EnabledDriver, state: crate::protocol::ReceiptState, detail: Option<String>) {
+    let (Some(r), Some(a)) = (job.resumed.as_ref(), cfg.attention.as_ref()) else { return };
+    let source_client = driver.driver.resumable.map_or(driver.driver.id, |x| x.source_client);
+    a.receipts.send(crate::attention::receipts::Receipt {
+        run_id: &job.run_id,
+        decision_id: &r.decision_id,
+        idempotency_key: &r.resolution_key,
+        state,
+        session_handle: Some(&r.session),
+        detail,
+        source_client,
+    });
 }
 
 /// SIGTERM to the CLI's group and to every other process of the run at once (some escape
@@ -226,16 +438,14 @@ async fn cancelled(rx: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
-fn spawn_spec(d: &Dispatch, driver: &EnabledDriver, cfg: &RunConfig) -> SpawnSpec {
-    let prompt = prompt(d);
-    let command = (driver.driver.command)(&Launch { prompt: &prompt, settings: &driver.settings });
-    let mut env_add = command.env_add;
-    env_add.push(("ORGX_RUN_ID".into(), d.run_id.clone().into()));
-    env_add.push((tree::RUN_TAG.into(), tree::tag(&d.run_id).into()));
+fn spawn_spec(job: &Job, driver: &EnabledDriver, cfg: &RunConfig) -> SpawnSpec {
+    let mut env_add = job.command.env_add.clone();
+    env_add.push(("ORGX_RUN_ID".into(), job.run_id.clone().into()));
+    env_add.push((tree::RUN_TAG.into(), tree::tag(&job.run_id).into()));
     SpawnSpec {
         program: driver.settings.bin.clone(),
-        args: command.args,
-        cwd: d.task.repo_path.as_deref().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
+        args: job.command.args.clone(),
+        cwd: job.cwd.as_deref().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
         // The model's shell tool must not be able to read the gateway key (spec §6); this is
         // the host's rule, whatever the driver asks for.
         env_remove: GATEWAY_KEYS.iter().map(Into::into).collect(),
@@ -253,19 +463,29 @@ enum Input {
     Fail(String, bool),
 }
 
-#[allow(clippy::too_many_arguments)]
-fn pipeline_thread(
+/// What the pipeline thread starts from.
+struct PipelineStart {
     context: t::RunContext,
     started_at: SystemTime,
+    may_suspend: bool,
+    carried: Option<Carried>,
+}
+
+/// The run's pipeline, fed from `inputs` until its terminal message or its suspension; the
+/// run's outcome for the metrics (`None` while it is only suspended).
+#[allow(clippy::too_many_arguments)]
+fn pipeline_thread(
+    start: PipelineStart,
     components: &ActiveComponents,
     rules: Arc<Vec<Rule>>,
     limits: Limits,
     outbox: Outbox,
     mut inputs: mpsc::Receiver<Input>,
-    done: oneshot::Sender<()>,
+    done: oneshot::Sender<Option<Parked>>,
     meters: RunMeters,
     progress: &Progress,
-) -> (RunReport, RunOutcome) {
+) -> (RunReport, Option<RunOutcome>) {
+    let PipelineStart { context, started_at, may_suspend, carried } = start;
     let run_id = context.run_id.clone();
     let driver = context.driver.clone();
     let (mut run, first) = RunPipeline::start_metered(
@@ -279,6 +499,12 @@ fn pipeline_thread(
         },
         meters,
     );
+    if may_suspend {
+        run.allow_suspension();
+    }
+    if let Some(c) = carried {
+        run.continue_from(c);
+    }
     // How the run ended, for `orgx_peer_runs_total`: its terminal message, and whether the
     // end it answered was a cancel or a timeout.
     let mut outcome = RunOutcome::Failed;
@@ -327,9 +553,15 @@ fn pipeline_thread(
         };
         push(msgs, run.is_done(), ended_by);
     }
-    let _ = done.send(());
+    let parked = run.suspension().cloned().map(|suspension| Parked {
+        suspension,
+        first_response_at: run.first_response_at().map(str::to_string),
+        message: run.suspended_message().expect("a suspended run has its message"),
+    });
+    let suspended = parked.is_some();
+    let _ = done.send(parked);
     let report = RunReport { served_by: components.digests().iter().map(|d| d.to_string()).collect(), faulted: run.fault().cloned() };
-    (report, outcome)
+    (report, (!suspended).then_some(outcome))
 }
 
 fn short(s: &str) -> String {

@@ -32,6 +32,16 @@ pub struct RunSpec<'a> {
     pub limits: Limits,
 }
 
+/// What a resumed process carries over from the run's earlier processes (spec §8.1 step 9):
+/// the run already started, its first response time, and the usage to add to the terminal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
+    pub first_response_at: Option<String>,
+    pub tokens_used: u64,
+    pub cost_estimate_cents: u64,
+    pub saved_estimate_cents: Option<u64>,
+}
+
 pub struct RunPipeline {
     run_id: String,
     started_at: String,
@@ -45,6 +55,11 @@ pub struct RunPipeline {
     budget: RunBudget,
     /// Component calls are counted here, resolved once per run (the per-line path takes no lock).
     meters: RunMeters,
+    /// May the run suspend on a question (protocol v3 with a CLI that parks calls)?
+    may_suspend: bool,
+    carried: Carried,
+    /// The parked call, with the usage of every process so far, once the run suspended.
+    suspension: Option<t::Suspension>,
 }
 
 impl RunPipeline {
@@ -68,6 +83,9 @@ impl RunPipeline {
             fault: None,
             budget: RunBudget::new(&spec.limits, Instant::now()),
             meters,
+            may_suspend: false,
+            carried: Carried::default(),
+            suspension: None,
         };
         let mut out = Vec::new();
         if let Err(fault) = run.instantiate(&spec) {
@@ -99,6 +117,41 @@ impl RunPipeline {
         self.mapper = Some(mapper);
         self.matcher = Some(matcher);
         Ok(())
+    }
+
+    /// Let a question suspend the run instead of failing it (resumable attention).
+    pub fn allow_suspension(&mut self) {
+        self.may_suspend = true;
+    }
+
+    /// This process continues a suspended run: `task.started` went out with the first one,
+    /// and its usage is added to this one's.
+    pub fn continue_from(&mut self, carried: Carried) {
+        self.started_sent = true;
+        self.first_response_at = carried.first_response_at.clone();
+        self.carried = carried;
+    }
+
+    /// The run's `first_response_at`, once there was one.
+    pub fn first_response_at(&self) -> Option<&str> {
+        self.first_response_at.as_deref()
+    }
+
+    /// The parked call, once the run suspended (its usage includes every earlier process).
+    pub fn suspension(&self) -> Option<&t::Suspension> {
+        self.suspension.as_ref()
+    }
+
+    /// `task.suspended` for the parked call (the live run sends it once the question is
+    /// filed in OrgX; `replay` prints it).
+    pub fn suspended_message(&self) -> Option<PeerMessage> {
+        let s = self.suspension.as_ref()?;
+        Some(PeerMessage::Suspended(p::Suspended {
+            run_id: self.run_id.clone(),
+            reason: "attention".into(),
+            session_handle: s.session_handle.clone(),
+            detail: None,
+        }))
     }
 
     /// Whether the terminal message has been produced; later input is ignored.
@@ -211,10 +264,23 @@ impl RunPipeline {
                 }
             }
             t::Event::Terminal(terminal) => self.emit_terminal(terminal, out),
-            // Resumable attention needs the v3 protocol path, which this host does not speak
-            // yet: a run that stops to ask a person cannot finish here, and says so.
+            t::Event::Suspended(mut s) if self.may_suspend => {
+                self.ensure_started(s.session_handle.clone(), out);
+                s.tokens_used = s.tokens_used.saturating_add(self.carried.tokens_used);
+                s.cost_estimate_cents = s.cost_estimate_cents.saturating_add(self.carried.cost_estimate_cents);
+                s.saved_estimate_cents = add_saved(s.saved_estimate_cents, self.carried.saved_estimate_cents);
+                self.suspension = Some(s);
+                self.done = true;
+                self.mapper = None;
+                self.matcher = None;
+            }
+            // Without resumable attention (protocol v1, or a CLI too old to park a call) no
+            // one will answer: the run cannot finish here, and says so.
             t::Event::Suspended(s) => {
-                let reason = format!("the driver stopped to ask a person (tool `{}`); this peer cannot resume runs yet", s.tool_name);
+                let reason = format!(
+                    "the driver stopped to ask a person (tool `{}`), but this run cannot be resumed: resumable attention needs ORGX_PROTOCOL_VERSION=3 and a CLI that parks tool calls",
+                    s.tool_name
+                );
                 self.emit_terminal(t::Terminal::Failed(t::Failed { reason, recoverable: false }), out)
             }
         }
@@ -240,14 +306,14 @@ impl RunPipeline {
                 started_at: self.started_at.clone(),
                 first_response_at: self.first_response_at.clone(),
                 completed_at: iso8601(SystemTime::now()),
-                tokens_used: c.tokens_used,
+                tokens_used: c.tokens_used.saturating_add(self.carried.tokens_used),
                 provider: c.provider.into(),
                 provider_id: provider_ref(c.provider_id),
                 observed_provider_id: provider_ref(c.observed_provider_id),
                 source_sub_type: c.source_sub_type.into(),
                 source_driver: c.source_driver,
-                cost_estimate_cents: c.cost_estimate_cents,
-                saved_estimate_cents: c.saved_estimate_cents,
+                cost_estimate_cents: c.cost_estimate_cents.saturating_add(self.carried.cost_estimate_cents),
+                saved_estimate_cents: add_saved(c.saved_estimate_cents, self.carried.saved_estimate_cents),
             }),
             // Whoever wrote the reason (a mapper, the host from a CLI's stderr), it is redacted
             // and cut before it leaves (spec §6).
@@ -272,5 +338,13 @@ impl RunPipeline {
         if !self.done {
             self.emit_terminal(t::Terminal::Failed(t::Failed { reason: fault.to_string(), recoverable: true }), out);
         }
+    }
+}
+
+/// Savings of two processes: present when either reported some.
+fn add_saved(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     }
 }

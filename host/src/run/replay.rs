@@ -55,6 +55,8 @@ pub async fn replay(
         // A file has no clock: it maps as fast as it reads, so only the live rate is capped.
         limits: Limits { max_run_rate: None, ..opts.limits },
     });
+    // A transcript that parks a question shows the `task.suspended` a v3 run sends.
+    run.allow_suspension();
     let mut stats = ReplayStats::default();
     let mut emit = |msgs: Vec<PeerMessage>, stats: &mut ReplayStats| {
         for m in &msgs {
@@ -80,5 +82,6 @@ pub async fn replay(
             }
         }
     }
+    emit(run.suspended_message().into_iter().collect(), &mut stats);
     Ok(stats)
 }

@@ -82,7 +82,7 @@ impl Sandbox {
     }
 }
 
-/// What `plugin inspect` reports: the component, and why loading would refuse it, if it would.
+/// What `component inspect` reports: the component, and why loading would refuse it, if it would.
 pub struct Inspection {
     pub info: ComponentInfo,
     pub refusal: Option<LoadError>,

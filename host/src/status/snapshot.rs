@@ -19,7 +19,7 @@ pub struct Snapshot {
     pub workspace_id: String,
     /// `connected`, `connecting`, `reconnecting (…)`, `stopped (…)`.
     pub link: String,
-    /// The subprotocol this peer speaks (`orgx.v1`).
+    /// The subprotocol this peer offers (`orgx.v3` or `orgx.v1`, `ORGX_PROTOCOL_VERSION`).
     pub protocol: &'static str,
     /// The ids of the runs in flight, sorted (kept beside `runs` for scripts that read it).
     pub runs_in_flight: Vec<String>,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
+mod attention;
 mod open;
 mod records;
 

@@ -31,7 +31,7 @@ pub enum SidecarError {
 
 impl Envelope {
     /// The `.sig` next to `wasm`: `None` when there is none (an unsigned component). The one
-    /// reader of signature files: the local directory, `plugin verify` and `inspect` use it.
+    /// reader of signature files: the local directory, `component verify` and `inspect` use it.
     pub fn read_sidecar(wasm: &std::path::Path) -> Result<Option<Envelope>, SidecarError> {
         let path = Envelope::sidecar_path(wasm);
         let shown = || path.display().to_string();

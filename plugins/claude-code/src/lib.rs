@@ -102,7 +102,10 @@ impl Mapper {
             Some("result") => match serde_json::from_slice::<Value>(line) {
                 Ok(result) => {
                     self.done = true;
-                    vec![Event::Terminal(outcome::from_result(&result, self.sub_type))]
+                    match outcome::suspension(&result, self.sub_type) {
+                        Some(s) => vec![Event::Suspended(s)],
+                        None => vec![Event::Terminal(outcome::from_result(&result, self.sub_type))],
+                    }
                 }
                 Err(_) => Vec::new(),
             },

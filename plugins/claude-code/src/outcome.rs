@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use orgx_peer_sdk::types::{Completed, EndReason, Failed, OutcomeKind, ProcessExit, Provider, ProviderRef, SourceSubType, Terminal};
+use orgx_peer_sdk::types::{
+    Completed, EndReason, Failed, OutcomeKind, ProcessExit, Provider, ProviderRef, SourceSubType, Suspension, Terminal,
+};
 
 const REASON_MAX_CHARS: usize = 300;
 
@@ -31,6 +33,53 @@ pub fn tokens(usage: Option<&Value>) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// This process's money in USD. `total_cost_usd` is the contract's figure, but a resumed
+/// 2.1.330 process reports it over the whole session (claude-stream-json.md, "Money on
+/// resume"), so the host, which sums the processes of a run, would count the first one
+/// twice. This process's own cost is `model_usage_since_last_result` (2.1.330; equal to
+/// `total_cost_usd` in every single-process transcript); without it, a deferral that made no
+/// API call (a second one, on resume: zero `usage`) cost nothing, and otherwise
+/// `total_cost_usd` is this process's (2.1.197 reports per process).
+fn process_usd(result: &Value) -> Option<f64> {
+    if let Some(models) = result.get("model_usage_since_last_result").and_then(Value::as_object) {
+        return Some(models.values().filter_map(|m| m.get("costUSD").and_then(Value::as_f64)).sum());
+    }
+    let deferred = result.get("stop_reason").and_then(Value::as_str) == Some("tool_deferred");
+    if deferred && tokens(result.get("usage")) == 0 {
+        return Some(0.0);
+    }
+    result.get("total_cost_usd").and_then(Value::as_f64)
+}
+
+/// (cost, saved) in cents: a subscription run costs nothing and saves what it would have.
+fn money(result: &Value, sub_type: SourceSubType) -> (u64, Option<u64>) {
+    let money = cents(process_usd(result));
+    match sub_type {
+        SourceSubType::Subscription => (0, Some(money)),
+        _ => (money, None),
+    }
+}
+
+/// A `result` that parked a tool call for a person (`stop_reason: "tool_deferred"` with its
+/// `deferred_tool_use`; the subtype says `success`, so it is checked first): the run suspends.
+pub fn suspension(result: &Value, sub_type: SourceSubType) -> Option<Suspension> {
+    if result.get("stop_reason").and_then(Value::as_str) != Some("tool_deferred") {
+        return None;
+    }
+    let call = result.get("deferred_tool_use")?;
+    let text = |k: &str| call.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let (cost, saved) = money(result, sub_type);
+    Some(Suspension {
+        session_handle: result.get("session_id").and_then(Value::as_str).map(str::to_string),
+        tool_use_id: text("id")?,
+        tool_name: text("name")?,
+        tool_input: call.get("input").unwrap_or(&Value::Null).to_string(),
+        tokens_used: tokens(result.get("usage")),
+        cost_estimate_cents: cost,
+        saved_estimate_cents: saved,
+    })
+}
+
 /// Is an API failure worth retrying elsewhere or later?
 fn api_error_recoverable(status: Option<&Value>, text: &str) -> bool {
     if let Some(code) = status.and_then(Value::as_u64) {
@@ -55,11 +104,7 @@ pub fn from_result(result: &Value, sub_type: SourceSubType) -> Terminal {
     match (subtype, is_error) {
         ("success", false) => {
             let denied = result.get("permission_denials").and_then(Value::as_array).is_some_and(|d| !d.is_empty());
-            let money = cents(result.get("total_cost_usd").and_then(Value::as_f64));
-            let (cost, saved) = match sub_type {
-                SourceSubType::Subscription => (0, Some(money)),
-                _ => (money, None),
-            };
+            let (cost, saved) = money(result, sub_type);
             Terminal::Completed(Completed {
                 outcome_kind: if denied { OutcomeKind::Blocked } else { OutcomeKind::Shipped },
                 tokens_used: tokens(result.get("usage")),

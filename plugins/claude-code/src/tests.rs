@@ -100,3 +100,59 @@ fn subagent_messages_count_too() {
     let events = m.map_line(br#"{"type":"assistant","parent_tool_use_id":"toolu_p","message":{"content":[{"type":"tool_use","id":"t2","name":"Bash","input":{"command":"ls"}}]}}"#);
     assert!(matches!(&events[1], Event::Step(s) if s.summary == "Bash ls" && s.evidence_ref.as_deref() == Some("t2")));
 }
+
+const ATTENTION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/transcripts/attention/");
+
+/// Every event of a real transcript, line by line.
+fn replay(path: &str) -> Vec<Event> {
+    let text = std::fs::read_to_string(format!("{ATTENTION}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut m = mapper();
+    text.lines().flat_map(|l| m.map_line(l.as_bytes())).collect()
+}
+
+fn last(events: &[Event]) -> &Event {
+    events.last().expect("the transcript maps to events")
+}
+
+#[test]
+fn a_deferred_question_suspends_and_never_completes() {
+    // (transcript, session, tokens of this process, cents of this process)
+    let table: &[(&str, &str, u64, u64)] = &[
+        ("2.1.330/ask-defer.ndjson", "e001cdf9-10b2-4a00-b006-13711e656180", 1560, 1),
+        ("2.1.197/ask-defer.ndjson", "", 0, 1),
+        ("2.1.330/ask-parallel-sibling.ndjson", "", 0, 1),
+        // A second deferral on resume: no API call, and 2.1.330's cumulative total is not
+        // this process's money.
+        ("2.1.330/ask-defer-again-empty-resume-prompt-resume.ndjson", "", 0, 0),
+    ];
+    for &(path, session, tokens, cents) in table {
+        let events = replay(path);
+        assert!(!events.iter().any(|e| matches!(e, Event::Terminal(_))), "{path}: a deferral is not a terminal");
+        let Event::Suspended(s) = last(&events) else { panic!("{path}: {:?}", last(&events)) };
+        assert_eq!((s.tool_name.as_str(), s.tool_use_id.is_empty()), ("AskUserQuestion", false), "{path}");
+        let input: Value = serde_json::from_str(&s.tool_input).unwrap();
+        assert!(input["questions"][0]["question"].is_string(), "{path}: {input}");
+        if !session.is_empty() {
+            assert_eq!(s.session_handle.as_deref(), Some(session), "{path}");
+            assert_eq!(s.tokens_used, tokens, "{path}");
+        }
+        assert_eq!(s.cost_estimate_cents, cents, "{path}");
+    }
+}
+
+#[test]
+fn a_resumed_process_reports_its_own_money() {
+    // 2.1.330's resumed `total_cost_usd` (0.023) covers the whole session; this process's is
+    // 0.0158 (2 cents), so first + resumed = 1 + 2 cents, not 1 + 2.3. 2.1.197 reports the
+    // resumed process alone (0.0205).
+    let table: &[(&str, u64, u64)] = &[("2.1.330/ask-defer-resume.ndjson", 6560, 2), ("2.1.197/ask-defer-resume.ndjson", 0, 2)];
+    for &(path, tokens, cents) in table {
+        let events = replay(path);
+        let Event::Terminal(Terminal::Completed(c)) = last(&events) else { panic!("{path}: {:?}", last(&events)) };
+        if tokens > 0 {
+            assert_eq!(c.tokens_used, tokens, "{path}");
+        }
+        assert_eq!(c.cost_estimate_cents, cents, "{path}");
+        assert!(events.iter().any(|e| matches!(e, Event::Started(Some(_)))), "{path}: init still starts the mapping");
+    }
+}

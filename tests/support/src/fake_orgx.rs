@@ -5,7 +5,9 @@
 //! The receipt endpoint answers as §4.2 says a current server does — the acknowledgement
 //! naming the `Idempotency-Key` and the SHA-256 of the bytes it received (computed here, not
 //! copied from the peer's header) — unless a test scripts other answers (`script_receipts`).
-//! The handshake echoes `orgx.v1` unless a test says otherwise (`set_echo`).
+//! The handshake accepts `orgx.v1` or `orgx.v3` and echoes the offered one unless a test says
+//! otherwise (`set_echo`). `POST /api/client/live/attention` files a question and answers
+//! `{"decision_id": "dec_<n>"}` (spec §5.4).
 //!
 //! For the hostile-server tests it can also misbehave on purpose: many frames in one write
 //! (`send_batch`), a text frame cut into fragments of a few bytes (`send_fragmented`) or written
@@ -62,7 +64,7 @@ pub enum ReceiptReply {
 /// What the handshake answer says in `Sec-WebSocket-Protocol`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Echo {
-    /// `orgx.v1`, the offered version.
+    /// The offered version (`orgx.v1` or `orgx.v3`).
     Version,
     /// No `Sec-WebSocket-Protocol` header at all.
     Nothing,
@@ -114,6 +116,8 @@ struct State {
     http_replies: HashMap<String, HttpReply>,
     /// Body bytes written per scripted path (`HttpReply::Stream`).
     streamed: HashMap<String, u64>,
+    /// Attention records filed so far (`decision_id`s are `dec_1`, `dec_2`, …).
+    decisions: usize,
 }
 
 #[derive(Clone)]
@@ -350,12 +354,13 @@ impl FakeOrgx {
                 st.handshake_status = (left > 1).then_some((status, left - 1));
                 return Err(reject(status));
             }
-            if protocols.len() != 2 || protocols[0] != "orgx.v1" || protocols[1] != format!("bearer.{key}") {
+            let version_ok = protocols.first().is_some_and(|v| v == "orgx.v1" || v == "orgx.v3");
+            if protocols.len() != 2 || !version_ok || protocols[1] != format!("bearer.{key}") {
                 return Err(reject(401));
             }
             match st.echo.clone().unwrap_or(Echo::Version) {
                 Echo::Version => {
-                    resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("orgx.v1"));
+                    resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&protocols[0]).expect("a header value"));
                 }
                 Echo::Nothing => {}
                 Echo::Other(v) => {
@@ -500,6 +505,7 @@ impl FakeOrgx {
             return;
         }
         let is_receipt = method == "POST" && path.starts_with("/api/v1/runs/") && path.ends_with("/receipt");
+        let is_attention = method == "POST" && path == "/api/client/live/attention";
         let (status, text) = {
             let mut st = self.lock();
             st.calls.push(HttpCall { method, path: path.clone(), headers: headers.clone(), body, raw: raw.clone() });
@@ -514,6 +520,10 @@ impl FakeOrgx {
                     receipt_answer(reply, &operation, &raw).unwrap_or((0, String::new()))
                 }
                 (true, None) if path == "/api/v1/plan-skills" => (200, st.plan_skills.to_string()),
+                (true, None) if is_attention => {
+                    st.decisions += 1;
+                    (200, json!({"decision_id": format!("dec_{}", st.decisions)}).to_string())
+                }
                 (true, None) => (200, json!({"ok": true}).to_string()),
             }
         };

@@ -214,7 +214,7 @@ impl Registry {
             }
             None => Err(Rejection::new(
                 Stage::Signature,
-                "it has no `.sig` file: sign it with `orgx-peer plugin sign`, or set ORGX_DEV_UNSIGNED_LOCAL=1 while authoring",
+                "it has no `.sig` file: sign it with `orgx-peer component sign`, or set ORGX_DEV_UNSIGNED_LOCAL=1 while authoring",
             )),
         }
     }
