@@ -227,8 +227,20 @@ async fn a_question_suspends_the_run_and_the_answer_resumes_the_same_session_bod
     rig.until("task.suspended", "run-ask", |f| has(f, "task.suspended") || has(f, "task.failed")).await;
     let session = assert_suspended_with_one_record(&rig, "run-ask");
     assert_eq!(rig.model.turns_served(), 1, "the first process stopped at the question");
+    let answered = std::time::SystemTime::now();
     rig.resolve("run-ask", "res-1", json!({"status": "approved", "option_id": "Formal"}));
     rig.until("the run's terminal", "run-ask", |f| has(f, "task.completed") || has(f, "task.failed")).await;
+    // Figures, not bounds: how long the answer took to move work again, on this machine.
+    let at = |pred: &dyn Fn(&Value) -> bool| {
+        let t = rig.server.frames_received().into_iter().find(|(_, f)| f["run_id"] == "run-ask" && pred(f)).map(|(t, _)| t);
+        t.and_then(|t| t.duration_since(answered).ok()).map_or(-1.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    eprintln!(
+        "attention figures: resolve -> answer_received {:.1} ms, -> resumed {:.1} ms, -> task.completed {:.1} ms",
+        at(&|f| f["state"] == "answer_received"),
+        at(&|f| f["state"] == "resumed"),
+        at(&|f| f["kind"] == "task.completed")
+    );
     // A duplicate resolution is ignored: no second receipt, no second process.
     rig.resolve("run-ask", "res-1", json!({"status": "approved", "option_id": "Casual"}));
     tokio::time::sleep(Duration::from_millis(800)).await;

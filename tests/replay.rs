@@ -435,3 +435,25 @@ fn the_replay_command_runs_codex_and_opencode_transcripts_through_their_own_mapp
         opencode.iter().filter(|m| m["step"]["kind"] == "file_edit").filter_map(|m| m["step"]["summary"].as_str()).collect();
     assert!(!edits.is_empty() && edits.iter().all(|e| !e.contains("/home/dev")), "paths relative to --cwd: {edits:?}");
 }
+
+#[tokio::test]
+async fn a_deferred_question_replays_to_task_suspended_and_its_resume_to_task_completed() {
+    let dir = transcripts_dir().join("attention");
+    // (transcript, the last message's kind): every version's first and resumed processes.
+    let table = [
+        ("2.1.330/ask-defer.ndjson", "task.suspended"),
+        ("2.1.330/ask-defer-resume.ndjson", "task.completed"),
+        ("2.1.330/ask-parallel-sibling.ndjson", "task.suspended"),
+        ("2.1.197/ask-defer.ndjson", "task.suspended"),
+        ("2.1.197/ask-defer-resume.ndjson", "task.completed"),
+        // 2.1.88 cannot park a call: its run just ends.
+        ("2.1.88/ask-defer-unsupported.ndjson", "task.completed"),
+    ];
+    for (name, last) in table {
+        let msgs = replay_file(&dir.join(name), &[], "run-ask").await;
+        let kinds: Vec<&str> = msgs.iter().map(PeerMessage::kind).collect();
+        assert_eq!((kinds.first().copied(), kinds.last().copied()), (Some("task.started"), Some(last)), "{name}: {kinds:?}");
+        let ends = kinds.iter().filter(|k| matches!(**k, "task.completed" | "task.failed" | "task.suspended")).count();
+        assert_eq!(ends, 1, "{name}: one end, and a suspension is never followed by a terminal: {kinds:?}");
+    }
+}

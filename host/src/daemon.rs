@@ -157,6 +157,12 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         let receipts = crate::attention::receipts::Receipts::new(outbox.clone(), store.clone());
         tokio::spawn(receipts.clone().post_loop(api.clone(), link.clone(), cfg.backoff, shutdown.clone()));
         let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find this binary, which the attention hook runs: {e}"))?;
+        // Replaced by an upgrade while running, Linux names it `<path> (deleted)`: the new
+        // binary at the same path has the same subcommands.
+        let exe = match exe.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+            Some(p) => std::path::PathBuf::from(p),
+            None => exe,
+        };
         Some(crate::attention::Attention { api: api.clone(), receipts, dir: cfg.data_dir.join("attention"), exe })
     } else {
         None

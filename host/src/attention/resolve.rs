@@ -172,16 +172,7 @@ impl Resolver<'_> {
             }
         };
         cp.discard(self.store);
-        let (store, key, run_id) = (self.store.clone(), cp.dispatch_key.clone(), cp.run_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = ticket.committed().await {
-                tracing::error!(run_id = %run_id, "cannot persist the run's task.failed: {e}");
-                return;
-            }
-            if let Err(e) = store.finish_dispatch(&key) {
-                tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
-            }
-        });
+        ticket.finish_dispatch_when_committed(self.store.clone(), cp.dispatch_key.clone(), cp.run_id.clone());
     }
 }
 

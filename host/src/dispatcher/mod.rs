@@ -171,20 +171,42 @@ impl Dispatcher {
             self.refuse(&d, format!("the peer is at its limit of {} concurrent runs", self.max_concurrent_runs), true, true);
             return;
         }
-        let (cancel, cancelled) = watch::channel(None);
-        let components = self.components.borrow().clone();
-        let rules = self.rules.borrow().clone();
-        let (store, run_cfg, in_flight) = (self.store.clone(), self.run.clone(), self.in_flight.clone());
+        tracing::info!(run_id = %d.run_id, title = %d.task.title, "dispatch accepted");
         let (run_id, key) = (d.run_id.clone(), d.idempotency_key.clone());
-        let slot = run_id.clone();
-        tracing::info!(run_id = %run_id, title = %d.task.title, "dispatch accepted");
+        self.start(&mut runs, run_id, key, driver, move |with| live::run(d, with));
+    }
+
+    /// Start a run's process on a task of its own, tracked in flight. When it ends with its
+    /// terminal message, its dispatch is finished and whatever it kept for attention goes; a
+    /// run that suspended keeps both until its answer.
+    fn start<F>(
+        &self,
+        runs: &mut HashMap<String, RunHandle>,
+        run_id: String,
+        key: String,
+        driver: Arc<EnabledDriver>,
+        go: impl FnOnce(live::RunWith) -> F + Send + 'static,
+    ) where
+        F: std::future::Future<Output = live::RunEnd> + Send + 'static,
+    {
+        let (cancel, cancelled) = watch::channel(None);
         let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
-        let shown = progress.clone();
-        let attention = run_cfg.attention.clone();
+        let with = live::RunWith {
+            driver,
+            cfg: self.run.clone(),
+            components: self.components.borrow().clone(),
+            rules: self.rules.borrow().clone(),
+            cancel: cancelled,
+            progress: progress.clone(),
+        };
+        let (store, in_flight, attention) = (self.store.clone(), self.in_flight.clone(), self.run.attention.clone());
+        let slot = run_id.clone();
         let task = tokio::spawn(async move {
-            let end = live::run(d, driver, run_cfg, components, rules, cancelled, shown).await;
-            if end == live::RunEnd::Finished {
+            if go(with).await == live::RunEnd::Finished {
                 if let Some(a) = attention {
+                    if let Err(e) = store.clear_checkpoint(&run_id) {
+                        tracing::warn!(run_id = %run_id, "cannot forget the run's attention checkpoint: {e}");
+                    }
                     a.forget_run(&run_id);
                 }
                 if let Err(e) = store.finish_dispatch(&key) {
@@ -226,30 +248,10 @@ impl Dispatcher {
         };
         let Next::Resume { checkpoint, decision_id, resolution_key, driver } = resolver.resolve(r) else { return };
         // An answered run continues whatever the concurrency limit: it was admitted already.
-        let (cancel, cancelled) = watch::channel(None);
-        let components = self.components.borrow().clone();
-        let rules = self.rules.borrow().clone();
-        let (store, run_cfg, in_flight) = (self.store.clone(), self.run.clone(), self.in_flight.clone());
-        let run_id = checkpoint.run_id.clone();
-        let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
-        let shown = progress.clone();
+        tracing::info!(run_id = %checkpoint.run_id, decision_id = %decision_id, "resuming the run with its answers");
+        let (run_id, key) = (checkpoint.run_id.clone(), checkpoint.dispatch_key.clone());
         let mut runs = self.in_flight.lock();
-        let slot = run_id.clone();
-        tracing::info!(run_id = %run_id, decision_id = %decision_id, "resuming the run with its answers");
-        let task = tokio::spawn(async move {
-            let key = checkpoint.dispatch_key.clone();
-            let kept = (*checkpoint).clone();
-            let end = live::resume(*checkpoint, decision_id, resolution_key, driver, run_cfg, components, rules, cancelled, shown).await;
-            if end == live::RunEnd::Finished {
-                // A second question overwrote the checkpoint and returned `Suspended`.
-                kept.discard(&store);
-                if let Err(e) = store.finish_dispatch(&key) {
-                    tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
-                }
-            }
-            in_flight.lock().remove(&run_id);
-        });
-        runs.insert(slot, RunHandle { cancel, task, progress });
+        self.start(&mut runs, run_id, key, driver, move |with| live::resume(*checkpoint, decision_id, resolution_key, with));
     }
 
     /// Cancel every run (shutdown); each ends with its `task.failed`.
@@ -287,17 +289,6 @@ impl Dispatcher {
         if !recorded {
             return;
         }
-        // Finished only once the refusal is on disk: a crash in between leaves the dispatch
-        // running, and the next start reports it failed instead of losing its terminal.
-        let (store, key, run_id) = (self.store.clone(), d.idempotency_key.clone(), d.run_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = ticket.committed().await {
-                tracing::error!(run_id = %run_id, "cannot persist the refusal: {e}");
-                return;
-            }
-            if let Err(e) = store.finish_dispatch(&key) {
-                tracing::error!(run_id = %run_id, "cannot record the refused dispatch: {e}");
-            }
-        });
+        ticket.finish_dispatch_when_committed(self.store.clone(), d.idempotency_key.clone(), d.run_id.clone());
     }
 }

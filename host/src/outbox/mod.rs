@@ -87,6 +87,21 @@ impl Ticket {
             _ => Err(OutboxError::Closed),
         }
     }
+
+    /// Mark the dispatch `key` finished once these messages (its run's terminal) are on disk,
+    /// on a task of its own: a crash in between leaves the dispatch running, and the next
+    /// start reports it instead of losing its terminal message.
+    pub fn finish_dispatch_when_committed(self, store: Store, key: String, run_id: String) {
+        tokio::spawn(async move {
+            if let Err(e) = self.committed().await {
+                tracing::error!(run_id = %run_id, "cannot persist the run's terminal message: {e}");
+                return;
+            }
+            if let Err(e) = store.finish_dispatch(&key) {
+                tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
+            }
+        });
+    }
 }
 
 impl Outbox {

@@ -125,17 +125,21 @@ pub fn prompt(d: &Dispatch) -> String {
     p
 }
 
-/// Run one dispatch to its terminal message (or its suspension). `cancel` carries the
-/// server's reason; the dispatch's `timeout_seconds` bounds the run.
-pub async fn run(
-    dispatch: Dispatch,
-    driver: Arc<EnabledDriver>,
-    cfg: RunConfig,
-    components: ActiveComponents,
-    rules: Arc<Vec<Rule>>,
-    cancel: watch::Receiver<Option<String>>,
-    progress: Arc<Progress>,
-) -> RunEnd {
+/// What a run's process is driven with: its driver, the peer's settings, the components and
+/// rules it started with, the server's cancel (its reason) and what `status` shows of it.
+pub struct RunWith {
+    pub driver: Arc<EnabledDriver>,
+    pub cfg: RunConfig,
+    pub components: ActiveComponents,
+    pub rules: Arc<Vec<Rule>>,
+    pub cancel: watch::Receiver<Option<String>>,
+    pub progress: Arc<Progress>,
+}
+
+/// Run one dispatch to its terminal message (or its suspension); the dispatch's
+/// `timeout_seconds` bounds the run.
+pub async fn run(dispatch: Dispatch, with: RunWith) -> RunEnd {
+    let (driver, cfg) = (&with.driver, &with.cfg);
     let prompt = prompt(&dispatch);
     let mut command = (driver.driver.command)(&Launch { prompt: &prompt, settings: &driver.settings });
     let plugin_dir = match (&cfg.attention, driver.resumable) {
@@ -165,24 +169,14 @@ pub async fn run(
         },
         resumed: None,
     };
-    drive(job, driver, cfg, components, rules, cancel, progress).await
+    drive(job, with).await
 }
 
 /// Continue a suspended run whose questions are all answered: `claude --resume <session>`
 /// with the first process's flags, `HOME` and working directory (the caller sent
 /// `resuming` and checked that the driver can resume).
-#[allow(clippy::too_many_arguments)]
-pub async fn resume(
-    checkpoint: Checkpoint,
-    decision_id: String,
-    resolution_key: String,
-    driver: Arc<EnabledDriver>,
-    cfg: RunConfig,
-    components: ActiveComponents,
-    rules: Arc<Vec<Rule>>,
-    cancel: watch::Receiver<Option<String>>,
-    progress: Arc<Progress>,
-) -> RunEnd {
+pub async fn resume(checkpoint: Checkpoint, decision_id: String, resolution_key: String, with: RunWith) -> RunEnd {
+    let driver = &with.driver;
     let r = driver.resumable.or(driver.driver.resumable).expect("the resolver resumes only drivers that can");
     let mut command = (r.resume)(&Launch { prompt: "", settings: &driver.settings }, &checkpoint.session);
     command.args.extend((r.attention_args)(&checkpoint.plugin_dir));
@@ -211,18 +205,11 @@ pub async fn resume(
             session: checkpoint.session.clone(),
         }),
     };
-    drive(job, driver, cfg, components, rules, cancel, progress).await
+    drive(job, with).await
 }
 
-async fn drive(
-    job: Job,
-    driver: Arc<EnabledDriver>,
-    cfg: RunConfig,
-    components: ActiveComponents,
-    rules: Arc<Vec<Rule>>,
-    mut cancel: watch::Receiver<Option<String>>,
-    progress: Arc<Progress>,
-) -> RunEnd {
+async fn drive(job: Job, with: RunWith) -> RunEnd {
+    let RunWith { driver, cfg, components, rules, mut cancel, progress } = with;
     let (outbox, store) = (cfg.outbox.clone(), cfg.store.clone());
     let run_id = job.run_id.clone();
     let started_at = job.started_at;
