@@ -32,6 +32,9 @@ use crate::time::iso8601;
 static REFUSALS: Mutex<LogThrottle> = Mutex::new(LogThrottle::new(std::time::Duration::from_secs(10)));
 
 struct RunHandle {
+    /// Which start of the run this is: a resumed process takes the run id over from the
+    /// first one, which must then not remove it when it ends.
+    start: u64,
     cancel: watch::Sender<Option<String>>,
     task: JoinHandle<()>,
     progress: Arc<Progress>,
@@ -201,6 +204,8 @@ impl Dispatcher {
         };
         let (store, in_flight, attention) = (self.store.clone(), self.in_flight.clone(), self.run.attention.clone());
         let slot = run_id.clone();
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let task = tokio::spawn(async move {
             if go(with).await == live::RunEnd::Finished {
                 if let Some(a) = attention {
@@ -213,9 +218,12 @@ impl Dispatcher {
                     tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");
                 }
             }
-            in_flight.lock().remove(&run_id);
+            let mut runs = in_flight.lock();
+            if runs.get(&run_id).is_some_and(|h| h.start == start) {
+                runs.remove(&run_id);
+            }
         });
-        runs.insert(slot, RunHandle { cancel, task, progress });
+        runs.insert(slot, RunHandle { start, cancel, task, progress });
     }
 
     fn cancel(&self, c: Cancel) {

@@ -177,7 +177,7 @@ pub async fn run(dispatch: Dispatch, with: RunWith) -> RunEnd {
 /// `resuming` and checked that the driver can resume).
 pub async fn resume(checkpoint: Checkpoint, decision_id: String, resolution_key: String, with: RunWith) -> RunEnd {
     let driver = &with.driver;
-    let r = driver.resumable.or(driver.driver.resumable).expect("the resolver resumes only drivers that can");
+    let r = driver.resumable.expect("the resolver resumes only drivers whose CLI can");
     let mut command = (r.resume)(&Launch { prompt: "", settings: &driver.settings }, &checkpoint.session);
     command.args.extend((r.attention_args)(&checkpoint.plugin_dir));
     command.env_add.push(("ORGX_ATTENTION_DECISION_ID".into(), decision_id.clone().into()));
@@ -354,7 +354,7 @@ async fn drive(job: Job, with: RunWith) -> RunEnd {
         let ctx = crate::attention::SuspendContext {
             run_id: &run_id,
             driver: driver.driver.id,
-            resumable: driver.resumable.or(driver.driver.resumable),
+            resumable: driver.resumable,
             cwd: job.cwd.clone(),
             plugin_dir: job.plugin_dir.clone(),
             timeout_seconds: job.timeout_seconds,
