@@ -47,6 +47,8 @@ pub enum NotFiled {
     NoPluginDir,
     #[error("the CLI reported no session to resume")]
     NoSession,
+    #[error("the session handle `{0}` is not a session id (1-128 letters, digits, `-` and `_`)")]
+    BadSession(String),
     #[error("the dispatch has no `task.initiative_id`, which an OrgX question needs (§5.4); the run cannot wait for an answer")]
     NoInitiative,
     #[error("the parked call's input is not JSON: {0}")]
@@ -155,6 +157,9 @@ impl Attention {
         let resumable = ctx.resumable.ok_or(NotFiled::NotResumable)?;
         let plugin_dir = ctx.plugin_dir.clone().ok_or(NotFiled::NoPluginDir)?;
         let session = s.session_handle.clone().filter(|s| !s.is_empty()).ok_or(NotFiled::NoSession)?;
+        if !is_session_id(&session) {
+            return Err(NotFiled::BadSession(session.chars().take(64).collect()));
+        }
         let initiative_id = ctx.origin.initiative_id.as_deref().filter(|i| !i.is_empty()).ok_or(NotFiled::NoInitiative)?;
         let tool_input: serde_json::Value = serde_json::from_str(&s.tool_input).map_err(NotFiled::BadInput)?;
         let asked = records::questions(&tool_input);
@@ -205,8 +210,45 @@ impl Attention {
     }
 }
 
+/// The session handle becomes an argument of the resumed command line (`--resume <id>`) and
+/// comes from the mapper, which a server can push: it must be an id, never something the CLI
+/// could read as a flag or a path. Claude Code's are UUIDs.
+pub fn is_session_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 /// A run id as a directory name: its SHA-256, so any id the server sends is safe here.
 fn run_dir_name(run_id: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(run_id.as_bytes())[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_ids_become_a_resume_argument() {
+        let long = "a".repeat(129);
+        let table: &[(&str, bool)] = &[
+            ("e001cdf9-10b2-4a00-b006-13711e656180", true),
+            ("sess_1", true),
+            ("a", true),
+            ("", false),
+            ("--dangerously-skip-permissions", false),
+            ("-p", false),
+            ("_x", false),
+            ("../../etc/passwd", false),
+            ("a b", false),
+            ("a\nb", false),
+            ("a\0b", false),
+            ("é", false),
+            ("a=b", false),
+            (&long, false),
+        ];
+        for (s, ok) in table {
+            assert_eq!(super::is_session_id(s), *ok, "{s:?}");
+        }
+        assert!(super::is_session_id(&"a".repeat(128)));
+    }
 }
