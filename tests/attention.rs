@@ -7,23 +7,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::peer::{Peer, KEY};
 use orgx_test_support::fake_model::{Block, FakeModel, Turn};
 use orgx_test_support::fake_orgx::{FakeOrgx, HttpCall};
-use orgx_test_support::offline::run_isolated;
+use orgx_test_support::offline::{claude_bin, run_isolated};
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(120);
 const QUESTION: &str = "Which greeting style should greeting.txt use?";
-
-fn claude_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node/node_modules/.bin/claude");
-    assert!(bin.exists(), "the real Claude Code CLI is not installed: run `npm ci --prefix tests/node` (scripts/test does)");
-    bin
-}
 
 fn ask() -> Block {
     Block::ToolUse {

@@ -11,19 +11,13 @@ use std::time::{Duration, Instant};
 
 use orgx_peer::attention::plugin;
 use orgx_test_support::fake_model::{Block, FakeModel, Turn};
-use orgx_test_support::offline::run_isolated;
+use orgx_test_support::offline::{claude_bin, run_isolated};
 use serde_json::{json, Map, Value};
 
 /// One CLI process may take this long (Node-sized start-up, a busy 2-core machine).
 const CLI_TIMEOUT: Duration = Duration::from_secs(300);
 
 const QUESTION: &str = "Which greeting style should greeting.txt use?";
-
-fn claude_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node/node_modules/.bin/claude");
-    assert!(bin.exists(), "the real Claude Code CLI is not installed: run `npm ci --prefix tests/node` (scripts/test does)");
-    bin
-}
 
 fn orgx_peer_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_orgx-peer"))

@@ -5,19 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::peer::{Peer, KEY};
 use orgx_test_support::fake_model::{Block, FakeModel, Turn};
 use orgx_test_support::fake_orgx::FakeOrgx;
+use orgx_test_support::offline::claude_bin;
 use serde_json::{json, Value};
-
-fn claude_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node/node_modules/.bin/claude");
-    assert!(bin.exists(), "the real Claude Code CLI is not installed: run `npm ci --prefix tests/node` (scripts/test does)");
-    bin
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_cli_write_and_bash_through_the_peer() {

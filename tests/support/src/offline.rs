@@ -41,6 +41,11 @@ fn node_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// The pinned `claude` (npm `@anthropic-ai/claude-code`) of `tests/node`.
+pub fn claude_bin() -> PathBuf {
+    node_bin("claude")
+}
+
 /// The pinned `codex` (npm `@openai/codex`) of `tests/node`.
 pub fn codex_bin() -> PathBuf {
     node_bin("codex")
