@@ -29,10 +29,15 @@ fn git_commit(root: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
-        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{head}");
+        // Only paths that exist: cargo counts a missing one as changed on every build, which
+        // re-ran this script and recompiled the whole host each time (a fresh clone has no
+        // loose ref, a repository without `git gc` no packed-refs). The refs directory is
+        // scanned whole, so a branch's first loose ref (the first commit after a clone)
+        // still counts.
+        let mut watched = vec![format!("{dir}/HEAD"), format!("{dir}/packed-refs"), format!("{dir}/refs/heads")];
+        watched.extend(git(&["symbolic-ref", "-q", "HEAD"]).map(|head| format!("{dir}/{head}")));
+        for path in watched.iter().filter(|p| Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
     git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())

@@ -67,13 +67,9 @@ impl Checkpoint {
 
     /// Forget the run: its record and its plugin directory (answers included).
     pub fn discard(&self, store: &Store) {
-        if let Err(e) = store.clear_checkpoint(&self.run_id) {
-            tracing::warn!(run_id = %self.run_id, "cannot forget the run's attention checkpoint: {e}");
-        }
         // `<data dir>/attention/<run>/plugin`: the run's directory goes with it.
-        if let Some(run_dir) = self.plugin_dir.parent().filter(|_| self.plugin_dir.ends_with(super::RUN_PLUGIN_DIR)) {
-            let _ = std::fs::remove_dir_all(run_dir);
-        }
+        let run_dir = self.plugin_dir.parent().filter(|_| self.plugin_dir.ends_with(super::RUN_PLUGIN_DIR));
+        forget(store, &self.run_id, run_dir);
     }
 
     pub fn started_at(&self) -> SystemTime {
@@ -97,4 +93,16 @@ impl Checkpoint {
 
 pub fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The one way a run's attention state goes: its checkpoint record, then its directory
+/// (`<data dir>/attention/<run>`, plugin and answers). Both the end of a run and a
+/// checkpoint that can no longer be used come here, so neither can leave half behind.
+pub fn forget(store: &Store, run_id: &str, run_dir: Option<&std::path::Path>) {
+    if let Err(e) = store.clear_checkpoint(run_id) {
+        tracing::warn!(run_id = %run_id, "cannot forget the run's attention checkpoint: {e}");
+    }
+    if let Some(dir) = run_dir.filter(|d| d.exists()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

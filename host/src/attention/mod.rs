@@ -32,7 +32,6 @@ use crate::driver::Resumable;
 use crate::http::Api;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
-use crate::run::live::Origin;
 use crate::sandbox::types as t;
 use crate::store::Store;
 use checkpoint::{Checkpoint, Question, State};
@@ -86,6 +85,14 @@ pub struct Parked {
     pub message: PeerMessage,
 }
 
+/// The dispatch facts a checkpoint keeps.
+#[derive(Clone)]
+pub struct Origin {
+    pub dispatch_key: String,
+    pub initiative_id: Option<String>,
+    pub workstream_id: Option<String>,
+}
+
 /// What a suspension is filed with.
 pub struct SuspendContext<'a> {
     pub run_id: &'a str,
@@ -108,12 +115,10 @@ impl Attention {
         Ok(dir)
     }
 
-    /// A run that ended: its plugin dir goes (a suspended run keeps it until it ends).
-    pub fn forget_run(&self, run_id: &str) {
-        let dir = self.dir.join(run_dir_name(run_id));
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+    /// A run that ended: its checkpoint and plugin dir go (a suspended run keeps both until
+    /// it ends).
+    pub fn forget_run(&self, store: &Store, run_id: &str) {
+        checkpoint::forget(store, run_id, Some(&self.dir.join(run_dir_name(run_id))));
     }
 
     /// File one attention record per question, keep the checkpoint, then send

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use super::checkpoint::{Checkpoint, State};
 use super::receipts::{Receipt, Receipts};
 use super::{plugin, records};
+use crate::driver::EnabledDriver;
 use crate::gateway::frames::{ResolutionStatus, Resolve};
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage, ReceiptState};
-use crate::run::live::EnabledDriver;
 use crate::store::Store;
 
 /// The detail of `resume_failed` for a driver without resumable attention (§8.1 step 7).

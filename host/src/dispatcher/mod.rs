@@ -17,13 +17,14 @@ use tokio::task::JoinHandle;
 use crate::attention::resolve::{Next, Resolver};
 use crate::components::registry::Registry;
 use crate::components::ActiveComponents;
+use crate::driver::EnabledDriver;
 use crate::gateway::frames::{Cancel, ComponentPush, Dispatch, Resolve, ServerFrame};
 use crate::http::Api;
 use crate::log_throttle::LogThrottle;
 use crate::outbox::Outbox;
 use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
-use crate::run::live::{self, EnabledDriver, RunConfig};
+use crate::run::live::{self, RunConfig};
 use crate::run::progress::{Progress, RunView};
 use crate::store::{Claim, Store};
 use crate::time::iso8601;
@@ -209,10 +210,7 @@ impl Dispatcher {
         let task = tokio::spawn(async move {
             if go(with).await == live::RunEnd::Finished {
                 if let Some(a) = attention {
-                    if let Err(e) = store.clear_checkpoint(&run_id) {
-                        tracing::warn!(run_id = %run_id, "cannot forget the run's attention checkpoint: {e}");
-                    }
-                    a.forget_run(&run_id);
+                    a.forget_run(&store, &run_id);
                 }
                 if let Err(e) = store.finish_dispatch(&key) {
                     tracing::error!(run_id = %run_id, "cannot record the finished dispatch: {e}");

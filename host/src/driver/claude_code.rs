@@ -51,13 +51,8 @@ fn resume(launch: &Launch<'_>, session: &str) -> Command {
 
 /// The plugin dir with the hook and the permission host, and the host's tool named as the
 /// one that answers permission prompts (without it `-p` mode never offers `AskUserQuestion`).
-fn attention_args(plugin_dir: &Path) -> Vec<OsString> {
-    vec![
-        "--plugin-dir".into(),
-        plugin_dir.into(),
-        "--permission-prompt-tool".into(),
-        crate::attention::plugin::permission_prompt_tool().into(),
-    ]
+fn attention_args(plugin_dir: &Path, permission_tool: &str) -> Vec<OsString> {
+    vec!["--plugin-dir".into(), plugin_dir.into(), "--permission-prompt-tool".into(), permission_tool.into()]
 }
 
 fn with_flags(mut args: Vec<OsString>, launch: &Launch<'_>) -> Command {

@@ -98,8 +98,10 @@ pub struct Resumable {
     pub capability_version: &'static str,
     /// The records' idempotency-key prefix and `metadata` key (`claude`).
     pub key_prefix: &'static str,
-    /// The arguments that hand a run its generated plugin dir (hook + permission host).
-    pub attention_args: fn(&Path) -> Vec<OsString>,
+    /// The arguments that hand a run its generated plugin dir (hook + permission host) and
+    /// name that dir's permission tool. Both come from `attention::plugin`, which owns the
+    /// dir's layout; the driver only knows its CLI's flags.
+    pub attention_args: fn(&Path, &str) -> Vec<OsString>,
     /// The command line that continues `session` with the first process's flags.
     pub resume: fn(&Launch<'_>, &str) -> Command,
 }
@@ -140,6 +142,18 @@ impl DriverSettings {
     pub fn option(&self, name: &str) -> Option<&str> {
         self.options.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
+}
+
+/// A driver this peer runs: what it is, its local settings, and the attribution its
+/// detection gave at start-up (cached: detection never runs per dispatch).
+#[derive(Clone)]
+pub struct EnabledDriver {
+    pub driver: &'static Driver,
+    pub settings: DriverSettings,
+    pub attribution: Attribution,
+    /// Resumable attention, when the driver has it and the installed CLI's version can park
+    /// a call (decided at start-up from detection).
+    pub resumable: Option<&'static Resumable>,
 }
 
 /// What a command line is built from.

@@ -68,24 +68,18 @@ impl Drop for Inner {
 
 /// The promise of one hand-over: resolved once its commit is on disk.
 #[must_use = "a ticket is how a caller learns its messages are stored"]
-pub struct Ticket(oneshot::Receiver<Result<u64, String>>);
+pub struct Ticket(oneshot::Receiver<u64>);
 
 impl Ticket {
     /// Wait (blocking the thread) until the messages are committed; their last sequence
     /// number (0 for a group that appended nothing).
     pub fn wait(self) -> Result<u64, OutboxError> {
-        match self.0.blocking_recv() {
-            Ok(Ok(seq)) => Ok(seq),
-            _ => Err(OutboxError::Closed),
-        }
+        self.0.blocking_recv().map_err(|_| OutboxError::Closed)
     }
 
     /// The same, for async callers.
     pub async fn committed(self) -> Result<u64, OutboxError> {
-        match self.0.await {
-            Ok(Ok(seq)) => Ok(seq),
-            _ => Err(OutboxError::Closed),
-        }
+        self.0.await.map_err(|_| OutboxError::Closed)
     }
 
     /// Mark the dispatch `key` finished once these messages (its run's terminal) are on disk,

@@ -88,7 +88,7 @@ async fn drained_waits_for_deliveries() {
     assert!(outbox.drained(Duration::from_secs(10)).await);
 }
 
-fn append(bytes: usize) -> (Request, tokio::sync::oneshot::Receiver<Result<u64, String>>) {
+fn append(bytes: usize) -> (Request, tokio::sync::oneshot::Receiver<u64>) {
     let (done, rx) = tokio::sync::oneshot::channel();
     let entries = vec![NewEntry { run_id: String::new(), message_json: "x".repeat(bytes), terminal: false, starts_run: false }];
     (Request::Append { entries, done }, rx)

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::store::{NewEntry, Store};
+use crate::store::{NewEntry, Store, StoreError};
 
 pub(super) enum Request {
-    Append { entries: Vec<NewEntry>, done: oneshot::Sender<Result<u64, String>> },
+    Append { entries: Vec<NewEntry>, done: oneshot::Sender<u64> },
     Deliver { seqs: Vec<u64>, terminal_runs: Vec<String> },
 }
 
@@ -262,12 +262,12 @@ impl Writer {
         self.committed.send_modify(|n| *n += 1);
         // Tickets last: whoever waited on one sees the watches already moved.
         for (through, done) in waiting {
-            let _ = done.send(Ok(through.map_or(0, |n| first + n - 1)));
+            let _ = done.send(through.map_or(0, |n| first + n - 1));
         }
         append.len()
     }
 
-    fn commit_with_retry(&self, append: &[NewEntry], acks: &[u64], runs: &[String]) -> Result<u64, String> {
+    fn commit_with_retry(&self, append: &[NewEntry], acks: &[u64], runs: &[String]) -> Result<u64, StoreError> {
         let mut delay = Duration::from_millis(50);
         let mut failures = 0u32;
         loop {
@@ -287,7 +287,7 @@ impl Writer {
                         );
                     }
                     if self.queue.is_closed() && failures >= ATTEMPTS_WHEN_CLOSED {
-                        return Err(e.to_string());
+                        return Err(e);
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(RETRY_MAX);

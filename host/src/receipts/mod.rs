@@ -30,7 +30,18 @@ use crate::gateway::backoff::{Backoff, BackoffPolicy};
 use crate::gateway::session::LinkState;
 use crate::http::{Api, ApiError};
 use crate::outbox::Outbox;
-use crate::store::{OutboxEntry, Store};
+use crate::store::{OutboxEntry, Store, StoreError};
+
+/// Why an outbox entry has no receipt body to post; the entry then waits for the socket.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    NotATerminal(#[from] body::NoReceipt),
+    #[error("cannot read the stored receipt body: {0}")]
+    Read(StoreError),
+    #[error("cannot keep the receipt body (it must be stored before the first POST so retries carry one digest): {0}")]
+    Keep(StoreError),
+}
 
 pub struct ReceiptPoster {
     pub api: Api,
@@ -115,13 +126,13 @@ impl ReceiptPoster {
 
     /// The record's bytes: as first built and stored, or built now and stored before the
     /// first POST (so a crash after it cannot change the digest).
-    fn body_of(&self, entry: &OutboxEntry) -> Result<Vec<u8>, String> {
-        if let Some(b) = self.store.receipt_body(&entry.run_id).map_err(|e| e.to_string())? {
+    fn body_of(&self, entry: &OutboxEntry) -> Result<Vec<u8>, BodyError> {
+        if let Some(b) = self.store.receipt_body(&entry.run_id).map_err(BodyError::Read)? {
             return Ok(b);
         }
         let now = crate::time::iso8601(std::time::SystemTime::now());
-        let b = body::build(&entry.run_id, &entry.message_json, &now).map_err(|e| e.to_string())?;
-        self.store.set_receipt_body(&entry.run_id, &b).map_err(|e| format!("cannot keep the receipt body: {e}"))?;
+        let b = body::build(&entry.run_id, &entry.message_json, &now)?;
+        self.store.set_receipt_body(&entry.run_id, &b).map_err(BodyError::Keep)?;
         Ok(b)
     }
 

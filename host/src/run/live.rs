@@ -24,10 +24,10 @@ use super::process::{DriverProcess, ExitInfo, SpawnSpec};
 use super::progress::Progress;
 use super::tree;
 use crate::attention::checkpoint::Checkpoint;
-use crate::attention::{Attention, Parked};
+use crate::attention::{Attention, Origin, Parked};
 use crate::components::{ActiveComponents, RunReport};
 use crate::driver::probe::GATEWAY_KEYS;
-use crate::driver::{Attribution, Driver, DriverSettings, Launch, Resumable};
+use crate::driver::{EnabledDriver, Launch};
 use crate::gateway::frames::Dispatch;
 use crate::metrics::{RunMeters, RunOutcome};
 use crate::outbox::Outbox;
@@ -42,18 +42,6 @@ use crate::store::{RunGroup, Store};
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long a process may linger after its terminal message before its group is killed.
 pub const EXIT_GRACE: Duration = Duration::from_secs(5);
-
-/// A driver this peer runs: what it is, its local settings, and the attribution its
-/// detection gave at start-up (cached: detection never runs per dispatch).
-#[derive(Clone)]
-pub struct EnabledDriver {
-    pub driver: &'static Driver,
-    pub settings: DriverSettings,
-    pub attribution: Attribution,
-    /// Resumable attention, when the driver has it and the installed CLI's version can park
-    /// a call (decided at start-up from detection).
-    pub resumable: Option<&'static Resumable>,
-}
 
 /// What every live run needs besides its dispatch and driver.
 #[derive(Clone)]
@@ -94,14 +82,6 @@ struct Job {
     origin: Origin,
     /// Set for a continuation: what it carries and which decision it answers.
     resumed: Option<Resumed>,
-}
-
-/// The dispatch facts a checkpoint keeps.
-#[derive(Clone)]
-pub struct Origin {
-    pub dispatch_key: String,
-    pub initiative_id: Option<String>,
-    pub workstream_id: Option<String>,
 }
 
 struct Resumed {
@@ -145,7 +125,7 @@ pub async fn run(dispatch: Dispatch, with: RunWith) -> RunEnd {
     let plugin_dir = match (&cfg.attention, driver.resumable) {
         (Some(a), Some(r)) => match a.prepare_plugin_dir(&dispatch.run_id) {
             Ok(dir) => {
-                command.args.extend((r.attention_args)(&dir));
+                command.args.extend((r.attention_args)(&dir, &crate::attention::plugin::permission_prompt_tool()));
                 Some(dir)
             }
             Err(e) => {
@@ -179,7 +159,7 @@ pub async fn resume(checkpoint: Checkpoint, decision_id: String, resolution_key:
     let driver = &with.driver;
     let r = driver.resumable.expect("the resolver resumes only drivers whose CLI can");
     let mut command = (r.resume)(&Launch { prompt: "", settings: &driver.settings }, &checkpoint.session);
-    command.args.extend((r.attention_args)(&checkpoint.plugin_dir));
+    command.args.extend((r.attention_args)(&checkpoint.plugin_dir, &crate::attention::plugin::permission_prompt_tool()));
     command.env_add.push(("ORGX_ATTENTION_DECISION_ID".into(), decision_id.clone().into()));
     let job = Job {
         run_id: checkpoint.run_id.clone(),
