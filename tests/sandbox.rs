@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{defaults, guest_wasm, start_run};
+use orgx_peer::components::registry::Registry;
 use orgx_peer::protocol::PeerMessage;
 use orgx_peer::sandbox::{Limits, LoadStage, Sandbox, World};
 
@@ -69,62 +71,257 @@ fn assert_contained(attack: &str, limit_words: &str, bound: Duration) -> Duratio
     took
 }
 
-/// Every attack a mapper can make at run time, one row each, printed as the matrix
-/// docs/reliability.md keeps: the attack, the limit that stopped it (words of the reason),
-/// how long containment took, and that the same component then served a fresh run.
+/// One row of the matrix docs/reliability.md keeps.
+struct Row {
+    attack: &'static str,
+    stopped_by: String,
+    took: Duration,
+    serving: &'static str,
+}
+
+/// Every attack a hostile component can make, at run time and at admission, printed as the
+/// matrix docs/reliability.md keeps: the attack, the limit or stage that stopped it (words of
+/// the reason), how long containment took, and that the host then served on (a fresh run of
+/// the same component, or the slot's active component unchanged and mapping a line).
 #[test]
-fn every_runtime_attack_is_contained_within_its_bound_and_the_host_serves_on() {
+fn every_hostile_component_is_contained_and_the_host_serves_on() {
     let l = test_limits();
-    let rows: &[(&str, &str, &str, Duration)] = &[
+    let mut rows = Vec::new();
+    let runtime: &[(&str, &str, &str, Duration)] = &[
         ("loop", "infinite loop", "time limit (200 ms)", l.call_deadline + SLACK),
         ("bomb", "memory bomb", "memory limit (33554432 bytes", l.call_deadline + SLACK),
         ("trap", "panic (trap)", "trapped in `map-line`: wasm `unreachable` executed (a Rust guest panics this way", SLACK),
         (
             "recurse",
-            "unbounded recursion",
+            "stack overflow (unbounded recursion)",
             "trapped in `map-line`: stack overflow: the call used more than its 1024 KiB wasm stack limit",
             SLACK,
         ),
         ("huge", "8 MiB output", "output limit (1048576 bytes", l.call_deadline + SLACK),
-        ("flood", "100,000 events for one line", "per-call limit of 1000 events: `map-line` returned 100000", l.call_deadline + SLACK),
+        ("flood", "100,000-event list for one line", "per-call limit of 1000 events: `map-line` returned 100000", l.call_deadline + SLACK),
     ];
-    eprintln!("| attack | stopped by | contained in | host then serves a fresh run |");
-    eprintln!("|---|---|---:|---|");
-    for &(line, attack, words, bound) in rows {
+    for &(line, attack, words, bound) in runtime {
         let took = assert_contained(line, words, bound);
         if line == "loop" {
             assert!(took >= l.call_deadline, "stopped before its deadline: {took:?}");
         }
-        eprintln!("| {attack} | {words}… | {:.1} ms | yes |", took.as_secs_f64() * 1e3);
+        rows.push(Row { attack, stopped_by: format!("{words}…"), took, serving: "yes: a fresh run of it maps lines" });
+    }
+    rows.push(log_flood_row());
+    rows.push(setup_loop_row());
+    rows.push(just_under_the_memory_limit_row());
+    rows.extend(tokio::runtime::Runtime::new().unwrap().block_on(admission_rows()));
+
+    eprintln!("| attack | stopped by | contained in | host then serves |");
+    eprintln!("|---|---|---:|---|");
+    for r in &rows {
+        eprintln!("| {} | {} | {:.1} ms | {} |", r.attack, r.stopped_by, r.took.as_secs_f64() * 1e3, r.serving);
     }
 }
 
-#[test]
-fn log_flood_is_capped_and_the_run_goes_on() {
+/// 5,000 stderr lines from one call: capped at the guest-log limit, the run goes on.
+fn log_flood_row() -> Row {
     let rig = rig();
     let (mut run, _) = start_run("r-spam", &rig.hostile, &rig.matcher, &[], test_limits());
     let t = Instant::now();
     let out = run.on_line(b"spam");
-    assert!(t.elapsed() < test_limits().call_deadline + SLACK);
+    let took = t.elapsed();
     assert!(!run.is_done(), "{out:?}");
     let out = run.on_line(b"after");
     assert!(matches!(out.as_slice(), [PeerMessage::Started(_), PeerMessage::Step(_)]), "{out:?}");
+    Row {
+        attack: "log flood (5,000 stderr lines)",
+        stopped_by: "guest log limit (4 KiB here, 64 KiB by default); the rest dropped with one warning".into(),
+        took,
+        serving: "yes: the same run maps its next line",
+    }
 }
 
-#[test]
-fn a_loop_in_setup_fails_the_run_at_once() {
+/// An endless loop in `begin`: the setup deadline.
+fn setup_loop_row() -> Row {
     let rig = rig();
     let t = Instant::now();
     let (run, out) = start_run("loop-in-begin", &rig.hostile, &rig.matcher, &[], test_limits());
-    assert!(t.elapsed() < test_limits().setup_deadline + SLACK);
-    assert!(run.is_done());
-    match out.as_slice() {
-        [PeerMessage::Started(_), PeerMessage::Failed(f)] => {
-            assert!(f.recoverable);
-            assert!(f.reason.contains("time limit (500 ms) in `begin`"), "{}", f.reason);
-        }
-        other => panic!("{other:?}"),
+    let took = t.elapsed();
+    assert!(run.is_done() && took < test_limits().setup_deadline + SLACK, "{took:?}");
+    assert!(
+        matches!(out.as_slice(), [PeerMessage::Started(_), PeerMessage::Failed(f)] if f.reason.contains("time limit (500 ms) in `begin`")),
+        "{out:?}"
+    );
+    let (mut next, _) = start_run("r-next", &rig.hostile, &rig.matcher, &[], test_limits());
+    assert!(!next.on_line(b"still here").is_empty());
+    Row {
+        attack: "loop in setup (`begin`)",
+        stopped_by: "time limit (500 ms) in `begin`…".into(),
+        took,
+        serving: "yes: a fresh run of it maps lines",
     }
+}
+
+/// 28 MiB allocated and freed on each of 20 calls under a 32 MiB limit: inside the rules, so
+/// the run goes on; what the instance holds never passes the limit (the limiter would trap).
+fn just_under_the_memory_limit_row() -> Row {
+    let rig = rig();
+    let (mut run, _) = start_run("r-nearly", &rig.hostile, &rig.matcher, &[], test_limits());
+    let line = format!("nearly:{}", 28 << 20);
+    let t = Instant::now();
+    for i in 0..20 {
+        let out = run.on_line(line.as_bytes());
+        let step = out.iter().find_map(|m| match m {
+            PeerMessage::Step(s) => Some(s.step.summary.clone()),
+            _ => None,
+        });
+        assert_eq!(step.as_deref(), Some("held 29360128 bytes"), "call {i}: {out:?}");
+    }
+    let took = t.elapsed() / 20;
+    assert!(!run.is_done());
+    Row {
+        attack: "allocates just under the memory limit on every call (28 of 32 MiB, 20 calls)",
+        stopped_by: "nothing to stop: within the memory limit, every call served".into(),
+        took,
+        serving: "yes: the run goes on (time is per call)",
+    }
+}
+
+/// The admission attacks of a server that signs its own components: each refused at its
+/// stage, acknowledged, with the slot's active component unchanged and serving.
+async fn admission_rows() -> Vec<Row> {
+    use common::push::{manifest_for, open_registry, push_of, signed_push};
+    use common::tagged_guest;
+    use orgx_peer::protocol::{AckStatus, ComponentAck};
+    use orgx_peer::trust::{SecretKey, Slot};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate().unwrap();
+    let registry = open_registry(dir.path(), &key, 16 << 20);
+    let small_dir = tempfile::tempdir().unwrap();
+    let small = open_registry(small_dir.path(), &key, 64 << 10);
+    let mapper = Slot::Mapper("claude_code");
+    let tagged = tagged_guest(1, "ok");
+    let m = manifest_for(&key, mapper, "tagged", 1, &tagged);
+    let stranger = SecretKey::generate().unwrap();
+    let forged = {
+        let mut f = m.clone();
+        f.version = 99;
+        push_of(&f, &key.sign(&m).unwrap(), &tagged)
+    };
+    let replayed = {
+        let mut other = m.clone();
+        other.slot = Slot::Matcher;
+        other.world = Slot::Matcher.world().into();
+        push_of(&m, &key.sign(&other).unwrap(), &tagged)
+    };
+    let activated =
+        orgx_peer::dispatcher::push::answer(&registry, signed_push(&key, mapper, "tagged", 5, &tagged_guest(5, "ok")), None).await;
+    assert!(matches!(&activated, PeerMessage::ComponentAck(a) if a.status == AckStatus::Activated), "{activated:?}");
+
+    /// An admission row: the attack, the registry it is pushed to, the push, the slot it aims
+    /// at, the stage that must refuse it and words its reason must hold.
+    type Case<'a> = (&'static str, &'a Arc<Registry>, orgx_peer::gateway::frames::ComponentPush, Slot, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "forbidden import (`wasi:sockets`)",
+            &registry,
+            signed_push(&key, Slot::Matcher, "sneaky", 1, &guest_wasm("orgx-test-guest-sneaky")),
+            Slot::Matcher,
+            "imports",
+            "wasi:sockets",
+        ),
+        (
+            "mistyped export (right names, other types)",
+            &registry,
+            signed_push(&key, Slot::Matcher, "mistyped", 1, &guest_wasm("orgx-test-guest-mistyped")),
+            Slot::Matcher,
+            "link",
+            "does not have the type",
+        ),
+        (
+            "memory bomb at instantiation",
+            &registry,
+            signed_push(&key, Slot::Matcher, "greedy", 1, &guest_wasm("orgx-test-guest-greedy")),
+            Slot::Matcher,
+            "instantiate",
+            "memory",
+        ),
+        ("unsigned", &registry, push_of(&m, "", &tagged), mapper, "signature", "unsigned"),
+        (
+            "signed by a key the peer does not trust",
+            &registry,
+            signed_push(&stranger, mapper, "tagged", 6, &tagged),
+            mapper,
+            "signature",
+            "does not trust",
+        ),
+        ("bad signature (manifest edited after signing)", &registry, forged, mapper, "signature", "does not match"),
+        ("cross-slot replay (a matcher signature on a mapper push)", &registry, replayed, mapper, "signature", "does not match"),
+        (
+            "rollback (a validly signed older version)",
+            &registry,
+            signed_push(&key, mapper, "tagged", 4, &tagged_guest(4, "ok")),
+            mapper,
+            "version",
+            "not newer than 5",
+        ),
+        (
+            "oversize (over `ORGX_MAX_COMPONENT_BYTES`, 64 KiB here)",
+            &small,
+            signed_push(&key, Slot::Matcher, "big", 1, &guest_wasm("orgx-matcher-skill-rules")),
+            Slot::Matcher,
+            "size",
+            "at most 65536",
+        ),
+        (
+            "slow self-test (a loop on every line)",
+            &registry,
+            signed_push(&key, mapper, "tagged", 7, &tagged_guest(7, "lp")),
+            mapper,
+            "self_test",
+            "time limit",
+        ),
+        (
+            "trap in the self-test",
+            &registry,
+            signed_push(&key, mapper, "tagged", 8, &tagged_guest(8, "tr")),
+            mapper,
+            "self_test",
+            "trapped",
+        ),
+        (
+            "not a component",
+            &registry,
+            signed_push(&key, Slot::Matcher, "junk", 1, b"\0asm not a component"),
+            Slot::Matcher,
+            "compile",
+            "not a valid component",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (attack, registry, push, slot, stage, words) in cases {
+        let before = registry.snapshot().get(slot).component.info.sha256.clone();
+        let t = Instant::now();
+        let ack = orgx_peer::dispatcher::push::answer(registry, push, None).await;
+        let took = t.elapsed();
+        let PeerMessage::ComponentAck(ComponentAck { status, stage: got, reason, .. }) = ack else {
+            panic!("{attack}: not an ack: {ack:?}")
+        };
+        let reason = reason.unwrap_or_default();
+        assert_eq!((status, got.as_deref()), (AckStatus::Rejected, Some(stage)), "{attack}: {reason}");
+        assert!(reason.contains(words), "{attack}: {reason}");
+        let active = registry.snapshot();
+        assert_eq!(active.get(slot).component.info.sha256, before, "{attack}: the active component changed");
+        let (mut run, _) = start_run("r-after", &active.get(mapper).component, &active.matcher.component, &[], Limits::default());
+        assert!(
+            !run.on_line(br#"{"type":"system","subtype":"init","session_id":"s"}"#).is_empty(),
+            "{attack}: the active mapper does not serve"
+        );
+        rows.push(Row {
+            attack,
+            stopped_by: format!("stage `{stage}`: {}", reason.chars().take(90).collect::<String>()),
+            took,
+            serving: "yes: answered `component.ack` rejected; the active one unchanged, mapping",
+        });
+    }
+    rows
 }
 
 #[test]

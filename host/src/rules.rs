@@ -48,6 +48,11 @@ impl RuleSet {
     /// Parse a plan-skills response body. Fails only when the body is not the expected
     /// envelope (`{"skills":[…]}`); individual bad skills or rules are skipped and listed.
     pub fn from_plan_skills(body: &[u8]) -> Result<RuleSet, RulesError> {
+        // serde's derived structs also read a JSON array as their fields in order: `[[…]]`
+        // would pass for `{"skills": […]}` (found by the `plan_skills` fuzz target, P1).
+        if !body.trim_ascii_start().starts_with(b"{") {
+            return Err(RulesError("it is not a JSON object".into()));
+        }
         let doc: PlanSkills = serde_json::from_slice(body).map_err(|e| RulesError(e.to_string()))?;
         let mut set = RuleSet::default();
         for (si, skill) in doc.skills.iter().enumerate() {
@@ -57,6 +62,10 @@ impl RuleSet {
             };
             let rules = skill.get("rules").and_then(|v| v.as_array()).map(Vec::as_slice).unwrap_or(&[]);
             for (ri, raw) in rules.iter().enumerate() {
+                if !raw.is_object() {
+                    set.skipped.push(format!("skill `{id}` rule #{ri}: not an object"));
+                    continue;
+                }
                 match serde_json::from_value::<RawRule>(raw.clone()) {
                     Ok(r) => {
                         let on = match r.on.as_str() {
@@ -100,18 +109,20 @@ mod tests {
                 {"on":"file_edit"}
             ]},
             {"rules":[]},
+            {"id":"s3","rules":[["\\.env$","file_edit"]]},
             {"id":"s2","rules":[{"pattern":"\\.env$","on":"file_edit","dedupe_fingerprint":"f","evidence_kind":"path","extra":1}]}
         ],"version":3}"#;
         let set = RuleSet::from_plan_skills(body).unwrap();
         assert_eq!(set.rules.len(), 2);
         assert_eq!(set.rules[0].skill_id, "s1");
         assert_eq!(set.rules[1].on, RuleOn::FileEdit);
-        assert_eq!(set.skipped.len(), 3, "{:?}", set.skipped);
+        assert_eq!(set.skipped.len(), 4, "{:?}", set.skipped);
+        assert!(set.skipped[3].contains("skill `s3` rule #0: not an object"), "{:?}", set.skipped);
     }
 
     #[test]
     fn rejects_a_body_that_is_not_the_envelope() {
-        for body in [&b"[]"[..], b"not json", b"{\"skills\":3}", b""] {
+        for body in [&b"[]"[..], b"[[]]", b" [[{\"id\":\"s\",\"rules\":[]}]]", b"not json", b"{\"skills\":3}", b""] {
             assert!(RuleSet::from_plan_skills(body).is_err());
         }
     }

@@ -61,7 +61,14 @@ pub struct DriverProcess {
     pid: i32,
     exit: Option<ExitInfo>,
     stderr: Arc<Mutex<StderrTail>>,
+    /// The stderr reader; `wait` lets it finish so the tail holds the last words.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How long `wait` lets the stderr reader drain once the group is gone. The pipe closes
+/// when the last process holding it exits; one that escaped the group (a `setsid` daemon)
+/// may keep it open, and the run must not wait on it.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
 
 impl DriverProcess {
     pub fn spawn(spec: SpawnSpec) -> Result<(DriverProcess, LineReader<ChildStdout>), SpawnError> {
@@ -114,11 +121,12 @@ impl DriverProcess {
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = Arc::new(Mutex::new(StderrTail::default()));
+        let mut stderr_reader = None;
         if let Some(mut err) = child.stderr.take() {
             let tail = stderr.clone();
             let cap = spec.stderr_tail_bytes.max(256);
             // Always drain stderr: a chatty child must never block on a full pipe.
-            tokio::spawn(async move {
+            stderr_reader = Some(tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 << 10];
                 while let Ok(n) = err.read(&mut buf).await {
                     if n == 0 {
@@ -131,9 +139,9 @@ impl DriverProcess {
                         t.bytes.drain(..cut);
                     }
                 }
-            });
+            }));
         }
-        Ok((DriverProcess { child, pid, exit: None, stderr }, LineReader::new(stdout, spec.max_line_bytes)))
+        Ok((DriverProcess { child, pid, exit: None, stderr, stderr_reader }, LineReader::new(stdout, spec.max_line_bytes)))
     }
 
     /// The process id, which is also its process group id.
@@ -175,6 +183,9 @@ impl DriverProcess {
         self.exit = Some(info);
         // Grandchildren (a Bash tool's background jobs) must not outlive the run.
         let _ = self.signal_group(libc::SIGKILL);
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(STDERR_DRAIN, reader).await;
+        }
         info
     }
 
@@ -290,7 +301,6 @@ mod tests {
             "PWD is the run's directory"
         );
         assert_eq!(p.wait().await, ExitInfo::Code(3));
-        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(p.stderr_tail().as_deref(), Some("last words"));
     }
 

@@ -65,6 +65,20 @@ impl Guest for Hostile {
                 }
                 Vec::new()
             }
+            // `nearly:N`: allocate N bytes (each page touched), free them, map one step. Just
+            // under the memory limit on every call is within the rules: the run must go on,
+            // and what the instance holds stays at its limit (its memory never shrinks).
+            l if l.starts_with(b"nearly:") => {
+                let n: usize = String::from_utf8_lossy(&l[7..]).parse().unwrap_or(0);
+                let v = std::hint::black_box(vec![1u8; n]);
+                vec![Event::Step(Step {
+                    kind: StepKind::Chat,
+                    summary: format!("held {} bytes", v.len()),
+                    evidence_ref: None,
+                    confidence: None,
+                    subject: None,
+                })]
+            }
             // `subject:TEXT`: a tool-call step whose subject the matcher sees (the flooding
             // matcher reads `flood:N` there).
             l if l.starts_with(b"subject:") => vec![Event::Step(Step {

@@ -2,7 +2,8 @@
 //! make many distinct, validly built versions (and faulty ones) by patching bytes instead of
 //! rebuilding. The tag is `ORGX-TAG:vNNNN:MM.`: a version, and a mode — `ok` (behave), `tr`
 //! (trap on every line: fails the admission self-test), `qb` (trap only on lines containing
-//! `boom`: passes the self-test, faults in live runs, so it gets quarantined).
+//! `boom`: passes the self-test, faults in live runs, so it gets quarantined), `lp` (loop on
+//! every line: a self-test that never ends, stopped by the call deadline).
 
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "mapper-component" });
 
@@ -31,6 +32,9 @@ impl Guest for Tagged {
         match &t[15..17] {
             b"tr" => panic!("tagged {version} traps on every line"),
             b"qb" if contains(&line, b"boom") => panic!("tagged {version} trapped on a boom line"),
+            b"lp" => loop {
+                std::hint::black_box(&line);
+            },
             _ => {}
         }
         if contains(&line, b"\"type\":\"system\"") {
