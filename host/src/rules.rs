@@ -122,7 +122,15 @@ mod tests {
 
     #[test]
     fn rejects_a_body_that_is_not_the_envelope() {
-        for body in [&b"[]"[..], b"[[]]", b" [[{\"id\":\"s\",\"rules\":[]}]]", b"not json", b"{\"skills\":3}", b""] {
+        for body in [
+            &b"[]"[..],
+            b"[[]]",
+            b" [[{\"id\":\"s\",\"rules\":[]}]]",
+            b"not json",
+            b"{\"skills\":3}",
+            b"{\"skills\":[],\"skills\":[]}",
+            b"",
+        ] {
             assert!(RuleSet::from_plan_skills(body).is_err());
         }
     }
