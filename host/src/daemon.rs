@@ -28,7 +28,7 @@ use crate::receipts::ReceiptPoster;
 use crate::rules::{Rule, RuleSet};
 use crate::run::live::RunConfig;
 use crate::run::process::kill_stale_group;
-use crate::sandbox::{Limits, Sandbox};
+use crate::sandbox::{Compiler, Limits, Sandbox};
 use crate::secret::ApiKey;
 use crate::status::OwedView;
 use crate::store::Store;
@@ -101,7 +101,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     reap_previous_life(&store, &outbox).await?;
 
     let limits = Limits::default();
-    let sandbox = Sandbox::new(limits)?;
+    // Cranelift runs in a child, so what compiling frees leaves with it (`sandbox::compiler`).
+    let compiler = match std::env::current_exe() {
+        Ok(exe) => Compiler::Subprocess { exe },
+        Err(e) => {
+            tracing::warn!("cannot find this executable ({e}); components compile in the daemon's own process");
+            Compiler::InProcess
+        }
+    };
+    let sandbox = Sandbox::new(limits)?.with_compiler(compiler);
     // Components first: the last accepted version of each slot serves before any socket.
     let (registry, local) = open_components(&cfg, &store, sandbox).await?;
     let components_rx = registry.subscribe();

@@ -26,6 +26,7 @@ pub mod log_throttle;
 pub mod memory;
 pub mod metrics;
 pub mod outbox;
+pub mod own_children;
 pub mod protocol;
 pub mod receipts;
 pub mod redact;

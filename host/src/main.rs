@@ -134,6 +134,10 @@ enum Command {
         #[command(subcommand)]
         command: McpCommand,
     },
+    /// Run by the peer itself: compile the component on stdin, its machine code to stdout
+    /// (`sandbox::compiler`).
+    #[command(hide = true, name = orgx_peer::sandbox::compiler::SUBCOMMAND)]
+    CompileComponent,
 }
 
 #[derive(Subcommand)]
@@ -305,6 +309,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Hook { command: HookCommand::PreToolUse } => return orgx_peer::attention::hook::main(),
         Command::Mcp { command: McpCommand::PermissionHost } => return orgx_peer::attention::permission_host::main(),
+        Command::CompileComponent => return compile_component(),
         _ => {}
     }
     let mut leaf = &matches;
@@ -470,11 +475,28 @@ async fn run(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode>
         }
         Command::Hook { command: HookCommand::PreToolUse } => Ok(orgx_peer::attention::hook::main()),
         Command::Mcp { command: McpCommand::PermissionHost } => Ok(orgx_peer::attention::permission_host::main()),
+        Command::CompileComponent => Ok(compile_component()),
     }
 }
 
-/// The command line without its hidden subcommands (`hook`, `mcp`: run by Claude Code, not by
-/// people): clap_complete, unlike clap_mangen, lists hidden subcommands, and `Command` has no
+/// The compiler child (`sandbox::compiler`): its errors go to stderr, which the daemon quotes.
+fn compile_component() -> ExitCode {
+    use orgx_peer::sandbox::compiler::{child_main, CompileError, EXIT_INVALID};
+    match child_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CompileError::Invalid(m)) => {
+            eprintln!("{m}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e @ CompileError::Child(_)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line without its hidden subcommands (`hook`, `mcp`, `compile-component`: run by
+/// Claude Code or the peer, not by people): clap_complete, unlike clap_mangen, lists hidden subcommands, and `Command` has no
 /// way to remove one, so the root is rebuilt from `Cli`'s own arguments and visible subcommands.
 fn completion_command() -> clap::Command {
     let full = Cli::command();

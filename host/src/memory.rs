@@ -1,9 +1,10 @@
 //! Giving freed memory back to the system. A leaf module.
 //!
-//! Compiling a component (Cranelift, on several threads) allocates tens of MiB and frees
-//! nearly all of it; glibc keeps the freed pages in its arenas, so a peer that compiled its
-//! components at start would sit at twice its working size forever. Trimming after the rare,
-//! large, short-lived work is what keeps the idle footprint at what the peer actually holds.
+//! Start-up and admission allocate and free a lot at once (fetched component bytes, the
+//! self-test instance, the compile itself when it runs in-process — the daemon compiles in a
+//! child, `sandbox::compiler`, for exactly this reason); glibc keeps freed pages in its arenas.
+//! Trimming after that rare, large, short-lived work keeps the idle footprint at what the peer
+//! actually holds.
 
 /// Return freed heap pages of every malloc arena to the kernel (glibc only; elsewhere the
 /// allocator's own policy applies).

@@ -24,8 +24,13 @@ pub fn registry_config(dir: &Path, key: &SecretKey, max_component_bytes: u64) ->
 
 /// The registry of a peer whose data dir is `dir` (opened, or reopened after a "restart").
 pub fn open_registry(dir: &Path, key: &SecretKey, max_component_bytes: u64) -> Arc<Registry> {
+    open_registry_in(Sandbox::new(Limits::default()).unwrap(), dir, key, max_component_bytes)
+}
+
+/// [`open_registry`] with a given sandbox (e.g. one compiling in a child, as the daemon's).
+pub fn open_registry_in(sandbox: Sandbox, dir: &Path, key: &SecretKey, max_component_bytes: u64) -> Arc<Registry> {
     let store = Store::open(&dir.join("peer.redb")).unwrap();
-    Arc::new(Registry::open(Sandbox::new(Limits::default()).unwrap(), store, registry_config(dir, key, max_component_bytes)).unwrap())
+    Arc::new(Registry::open(sandbox, store, registry_config(dir, key, max_component_bytes)).unwrap())
 }
 
 /// The manifest of `bytes` for `slot` at `version`, naming `key` as the signer.

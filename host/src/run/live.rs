@@ -237,7 +237,7 @@ async fn drive(job: Job, with: RunWith) -> RunEnd {
             return RunEnd::Finished;
         }
     };
-    tree::register_cli(process.pid());
+    crate::own_children::register(process.pid());
     tracing::info!(run_id = %run_id, driver = driver.driver.id, pid = process.pid(), "run started");
     // Recorded so a restarted peer can kill the group if this one dies mid-run.
     let group = RunGroup { run_id: run_id.clone(), pgid: process.pid(), started: super::process::start_time(process.pid()) };
@@ -323,7 +323,7 @@ async fn drive(job: Job, with: RunWith) -> RunEnd {
     }
     // Whatever the run started and left behind — a background job after a normal exit, a
     // shell tool in a session of its own — ends with the run (`tree`).
-    tree::forget_cli(process.pid());
+    crate::own_children::forget(process.pid());
     let leftovers = tree::stop(&run_id, None, None, KILL_GRACE).await;
     if leftovers > 0 {
         tracing::warn!(run_id = %run_id, count = leftovers, "stopped processes the run left behind");

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -41,28 +41,11 @@ pub fn tag(run_id: &str) -> String {
     format!("{}/{run_id}", SCOPE.get().map_or("-", String::as_str))
 }
 
-/// The CLI processes the peer spawned itself and still waits for (through tokio): their exit
-/// statuses belong to their runs, so the orphan reaper never takes them.
-static SPAWNED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-
-fn spawned() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
-    SPAWNED.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The CLI `pid` is the peer's own child until [`forget_cli`]: leave it to tokio.
-pub fn register_cli(pid: i32) {
-    spawned().insert(pid);
-}
-
-pub fn forget_cli(pid: i32) {
-    spawned().remove(&pid);
-}
-
 /// Reap every zombie child of the peer that it did not spawn itself: orphans of runs that
 /// re-parented to the subreaper and then exited on their own.
 pub fn reap_orphans() {
     let me = std::process::id() as i32;
-    let ours = spawned().clone();
+    let ours = crate::own_children::registered();
     for pid in all_pids() {
         if !ours.contains(&pid) && stat(pid).is_some_and(|(pp, s)| pp == me && s == 'Z') {
             let mut status = 0;

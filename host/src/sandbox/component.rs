@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::{v0_1_0, v0_2_0};
+use super::compiler::Compiler;
 use super::instance::GuestState;
 use super::policy::{self, Refusal};
 use super::wit::{WitVersion, World, PACKAGE};
@@ -131,16 +132,22 @@ impl LoadedComponent {
 }
 
 /// Compile `bytes` and read what an auditor needs; no policy is enforced yet.
-pub fn inspect(engine: &wasmtime::Engine, name: &str, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
-    compile(engine, name, hex::encode(Sha256::digest(bytes)), bytes)
+pub fn inspect(engine: &wasmtime::Engine, compiler: &Compiler, name: &str, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
+    compile(engine, compiler, name, hex::encode(Sha256::digest(bytes)), bytes)
 }
 
 /// `inspect` for bytes whose digest the caller just computed from them.
-pub fn compile(engine: &wasmtime::Engine, name: &str, sha256: String, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
-    let component = Component::new(engine, bytes).map_err(|e| LoadError {
+pub fn compile(
+    engine: &wasmtime::Engine,
+    compiler: &Compiler,
+    name: &str,
+    sha256: String,
+    bytes: &[u8],
+) -> Result<(Component, ComponentInfo), LoadError> {
+    let component = compiler.compile(engine, bytes).map_err(|e| LoadError {
         component: format!("{name}@sha256:{}", &sha256[..12]),
         stage: LoadStage::Compile,
-        message: format!("not a valid component: {e:#}"),
+        message: e.to_string(),
     })?;
     let info = describe(engine, name, sha256, bytes.len(), &component);
     Ok((component, info))
@@ -160,11 +167,12 @@ pub fn describe(engine: &wasmtime::Engine, name: &str, sha256: String, size: usi
 /// Compile, audit and type-check `bytes` as a component called `name`.
 pub fn load(
     engine: &super::engine::SandboxEngine,
+    compiler: &Compiler,
     linker: &Linker<GuestState>,
     name: &str,
     bytes: &[u8],
 ) -> Result<LoadedComponent, LoadError> {
-    let (component, info) = inspect(engine.engine(), name, bytes)?;
+    let (component, info) = inspect(engine.engine(), compiler, name, bytes)?;
     admit(engine, linker, component, info)
 }
 

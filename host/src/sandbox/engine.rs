@@ -12,6 +12,10 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use super::limits::{EPOCH_TICK, MAX_WASM_STACK};
 
+/// Set to `1`, JIT code gets names for `perf` (the one variable that changes the engine's
+/// configuration, so the compiler child is given it too).
+pub const PERFMAP_ENV: &str = "ORGX_WASM_PERFMAP";
+
 /// The shared engine plus its epoch ticker; the ticker stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct SandboxEngine {
@@ -35,7 +39,7 @@ impl SandboxEngine {
         config.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(OptLevel::Speed).max_wasm_stack(MAX_WASM_STACK);
         // For authors profiling a component with `perf`: JIT code gets names in
         // /tmp/perf-<pid>.map. Off by default; it changes nothing a component can do.
-        if std::env::var_os("ORGX_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the WebAssembly engine: {e:#}"))?;

@@ -3,14 +3,16 @@
 //! The host loads components (compile → audit imports → type-check against the WIT world),
 //! then gives each run its own instances. Submodules: `policy` (the import allowlist),
 //! `limits` (time/memory/output bounds), `engine` (the shared engine and epoch ticker),
-//! `component` (loading and inspection), `typecheck` (the exports against the WIT, before
-//! any instance exists), `instance` (bounded calls), `guest_log` (guest
-//! stdio into the log), `bindings` (generated from `wit/`, one module per served version), `wit` (the
-//! served versions and every name built from them), `defaults` (the built-in
-//! components).
+//! `compiler` (where Cranelift runs: the daemon's in a child process), `component` (loading
+//! and inspection), `cache` (compiled code kept across restarts), `typecheck` (the exports
+//! against the WIT, before any instance exists), `instance` (bounded calls), `guest_log`
+//! (guest stdio into the log), `bindings` (generated from `wit/`, one module per served
+//! version), `wit` (the served versions and every name built from them), `defaults` (the
+//! built-in components).
 
 mod bindings;
 pub mod cache;
+pub mod compiler;
 pub mod component;
 pub mod convert;
 pub mod defaults;
@@ -26,6 +28,7 @@ use wasmtime::component::Linker;
 
 pub use bindings::{matcher_types, types};
 pub use cache::{CodeCache, CodeSource};
+pub use compiler::Compiler;
 pub use component::{ComponentInfo, LoadError, LoadStage, LoadedComponent};
 pub use instance::{Fault, FaultKind, GuestState, MapperInstance, MatcherInstance};
 pub use limits::Limits;
@@ -37,6 +40,7 @@ pub struct Sandbox {
     engine: engine::SandboxEngine,
     linker: Linker<GuestState>,
     limits: Limits,
+    compiler: Compiler,
 }
 
 impl Sandbox {
@@ -46,7 +50,13 @@ impl Sandbox {
         // Defense in depth: the allowlist refuses socket imports before linking, and the
         // per-instance WASI context denies network use even if one got through.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
-        Ok(Sandbox { engine, linker, limits })
+        Ok(Sandbox { engine, linker, limits, compiler: Compiler::InProcess })
+    }
+
+    /// Compile with `compiler` from now on (the daemon: in a child, `compiler` module).
+    pub fn with_compiler(mut self, compiler: Compiler) -> Sandbox {
+        self.compiler = compiler;
+        self
     }
 
     pub fn limits(&self) -> Limits {
@@ -55,7 +65,7 @@ impl Sandbox {
 
     /// Compile, audit and type-check a component.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
-        component::load(&self.engine, &self.linker, name, bytes)
+        component::load(&self.engine, &self.compiler, &self.linker, name, bytes)
     }
 
     /// Like `load`, but takes machine code from (and gives it to) the peer's own cache.
@@ -67,7 +77,7 @@ impl Sandbox {
             let info = component::describe(engine, name, sha256, bytes.len(), &compiled);
             return component::admit(&self.engine, &self.linker, compiled, info).map(|c| (c, CodeSource::Cached));
         }
-        let (compiled, info) = component::compile(engine, name, sha256, bytes)?;
+        let (compiled, info) = component::compile(engine, &self.compiler, name, sha256, bytes)?;
         let loaded = component::admit(&self.engine, &self.linker, compiled.clone(), info)?;
         cache.put(engine, &loaded.info.sha256, &compiled);
         Ok((loaded, CodeSource::Compiled))
@@ -76,7 +86,7 @@ impl Sandbox {
     /// Compile a component, describe it, and say whether the policy would load it (imports,
     /// world, link) — without refusing: the auditor sees the whole picture either way.
     pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<Inspection, LoadError> {
-        let (compiled, info) = component::inspect(self.engine.engine(), name, bytes)?;
+        let (compiled, info) = component::inspect(self.engine.engine(), &self.compiler, name, bytes)?;
         let refusal = component::admit(&self.engine, &self.linker, compiled, info.clone()).err();
         Ok(Inspection { info, refusal })
     }
