@@ -8,11 +8,11 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{start_run, transcripts_dir};
-use orgx_peer::protocol::PeerMessage;
+use common::transcripts_dir;
 use orgx_peer::rules::{Rule, RuleOn};
+use orgx_peer::run::replay::{replay, ReplayOptions};
 use orgx_peer::sandbox::compiler::CompileError;
-use orgx_peer::sandbox::{defaults, Compiler, Limits, LoadStage, Sandbox};
+use orgx_peer::sandbox::{Compiler, Limits, LoadStage, Sandbox};
 
 fn peer_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orgx-peer"))
@@ -30,10 +30,10 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// Every message of a run over the `edit-tools` transcript, with the generated rules.
+/// Every message of a replay of the `edit-tools` transcript through the built-in components as
+/// `sandbox` compiles them (all three mappers and the matcher), with rules that fire.
 fn messages(sandbox: &Sandbox) -> Vec<String> {
-    let mapper = sandbox.load("claude-code", orgx_peer::driver::claude_code::DRIVER.mapper.wasm).expect("mapper loads");
-    let matcher = sandbox.load("skill-rules", defaults::SKILL_RULES_MATCHER).expect("matcher loads");
+    let components = common::defaults(sandbox);
     // Rules that fire on any edit and any tool call, so the matcher's code is exercised too.
     let rule = |on, fp: &str| Rule {
         skill_id: "any".into(),
@@ -43,13 +43,19 @@ fn messages(sandbox: &Sandbox) -> Vec<String> {
         evidence_kind: "test".into(),
     };
     let rules = [rule(RuleOn::FileEdit, "edit"), rule(RuleOn::ToolCall, "tool")];
-    let (mut run, mut out) = start_run("compiler-run", &mapper, &matcher, &rules, Limits::default());
-    let transcript = std::fs::read(transcripts_dir().join("edit-tools.ndjson")).unwrap();
-    for line in transcript.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        out.extend(run.on_line(line));
-    }
+    let opts = ReplayOptions {
+        transcript: transcripts_dir().join("edit-tools.ndjson"),
+        driver: "claude_code".into(),
+        run_id: "compiler-run".into(),
+        cwd: None,
+        max_line_bytes: orgx_peer::run::DEFAULT_MAX_LINE_BYTES,
+        limits: Limits::default(),
+    };
+    let mut out = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(replay(&components, &rules, &opts, |m| out.push(m.to_json()))).unwrap();
     // Timestamps differ between two runs; everything else must not.
-    out.iter().map(PeerMessage::to_json).map(|j| strip_times(&j)).collect()
+    out.iter().map(|j| strip_times(j)).collect()
 }
 
 fn strip_times(json: &str) -> String {
