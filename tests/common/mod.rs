@@ -38,8 +38,8 @@ pub fn tagged_guest(version: u32, mode: &str) -> Vec<u8> {
 }
 
 /// The real CLIs' transcripts, copied byte for byte from `shared/transcripts/` into the
-/// repository so a clone needs nothing beside it (`fixtures::transcripts_equal_the_shared_copy`
-/// checks the copy whenever `shared/` is there).
+/// repository so a clone needs nothing beside it (`fixtures::transcripts_equal_the_recorded_shared_copy`
+/// checks the copy against their recorded digests).
 pub fn transcripts_dir() -> PathBuf {
     fixtures_dir().join("transcripts")
 }
