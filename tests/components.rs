@@ -172,10 +172,10 @@ async fn stage_world() {
     assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "serves world").await;
     // A WIT version the host does not serve.
     let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
-    m.wit_version = "0.3.0".into();
+    m.wit_version = "0.4.0".into();
     let sig = rig.key.sign(&m).unwrap();
-    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "versions 0.1.0, 0.2.0, not `0.3.0`").await;
-    // A served version, but not the one the bytes implement (the built-in is 0.2.0).
+    assert_refused(&rig, push_of(&m, &sig, &bytes), Slot::Matcher, "world", "versions 0.1.0, 0.2.0, 0.3.0, not `0.4.0`").await;
+    // A served version, but not the one the bytes implement (the built-in is 0.3.0).
     let mut m = manifest_for(&rig.key, Slot::Matcher, "m", 1, &bytes);
     m.wit_version = "0.1.0".into();
     let sig = rig.key.sign(&m).unwrap();
@@ -184,7 +184,7 @@ async fn stage_world() {
         push_of(&m, &sig, &bytes),
         Slot::Matcher,
         "world",
-        "the manifest signed WIT `0.1.0`, but the bytes implement `orgx:peer/matcher-component@0.2.0`",
+        "the manifest signed WIT `0.1.0`, but the bytes implement `orgx:peer/matcher-component@0.3.0`",
     )
     .await;
     // A correct manifest, but the bytes are a matcher signed for the mapper slot.
@@ -525,13 +525,13 @@ async fn a_mapper_pushed_for_codex_serves_codex_runs_only_and_a_stored_0_1_0_com
     assert_eq!(snap.mapper("codex").component.wit_version(), WitVersion::V0_1_0);
     assert_eq!(active_sha(&rig.registry, Slot::Mapper("claude_code")), claude_before, "other drivers' mappers are untouched");
     assert_eq!(snap.mapper("opencode").component.info.name, "opencode");
-    // A codex run through the new mapper: its events come through the 0.1.0 → 0.2.0 conversion.
+    // A codex run through the new mapper: its events come through the 0.1.0 → newest conversion.
     let (mut run, _) = common::start_run("codex-run", &snap.mapper("codex").component, &snap.matcher.component, &[], Limits::default());
     let out = run.on_line(b"{\"seq\":0}");
     assert!(out.iter().any(|m| m.to_json().contains("v0001")), "the pushed mapper mapped the line: {out:?}");
     drop(rig.registry);
 
-    // Stored and signed against 0.1.0, it serves again after a restart on this 0.2.0 peer.
+    // Stored and signed against 0.1.0, it serves again after a restart on this 0.3.0 peer.
     let reopened = open(rig.dir.path(), &rig.key, 16 << 20);
     let snap = reopened.snapshot();
     assert_eq!((snap.mapper("codex").version, snap.mapper("codex").component.wit_version()), (1, WitVersion::V0_1_0));

@@ -282,6 +282,15 @@ async fn sigkill_then_restart_delivers_what_was_owed() {
     let pids: Vec<i32> = std::fs::read_to_string(&pidfile).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     peer.signal(9);
     peer.wait_exit(WAIT);
+    // The driver itself is tied to the peer (`PR_SET_PDEATHSIG`, which the peer's exec step
+    // sets without forking the peer): it dies with it, before any restart, though it ignores
+    // SIGTERM. Dead is gone or a zombie (an orphan's reaper may never come in a container).
+    let dead = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+    let t0 = Instant::now();
+    while !dead(pids[0]) && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dead(pids[0]), "the driver {} outlived the SIGKILLed peer", pids[0]);
     let data = std::mem::replace(&mut peer.data, tempfile::tempdir().unwrap());
     drop(peer);
     assert_eq!(data.path(), data_path);
@@ -534,6 +543,67 @@ async fn rules_are_cached_for_a_restart_when_plan_skills_fails() {
     until_terminal(&server2, "run-cached").await;
     let deviations = server2.frames_for("run-cached").iter().filter(|f| f["kind"] == "task.deviation").count();
     assert_eq!(deviations, 3, "the cached rules still fire");
+}
+
+/// `orgx-peer status --json` of a running peer.
+fn status_of(peer: &Peer) -> Value {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_orgx-peer")).args(["status", "--json", "--data-dir"]).arg(peer.data.path()).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Until the peer serves `n` rules and has decided how runs get them; that decision.
+async fn rules_start(peer: &Peer, n: u64) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = status_of(peer);
+        if s["rules"] == n && s["rules_start"].as_str().is_some_and(|r| r != "pending") {
+            return s["rules_start"].as_str().unwrap().to_string();
+        }
+        assert!(t0.elapsed() < WAIT, "the peer never settled its {n} rules: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A rule set large enough to be worth it is prepared once, in the matcher's snapshot, and
+/// every run starts from it: each run's deviations carry its own run id and fire again (no
+/// run inherits another's dedupe state), exactly as the small set's per-run compile does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_rule_set_is_prepared_once_and_every_run_starts_from_it() {
+    let mut body = rules();
+    let extra = common::plan_skills(&common::generated_rules(2_000));
+    body["skills"].as_array_mut().unwrap().extend(extra["skills"].as_array().unwrap().iter().cloned());
+    let demo = rules()["skills"].as_array().unwrap().iter().map(|s| s["rules"].as_array().unwrap().len() as u64).sum::<u64>();
+    let t = transcript("success-tools.ndjson");
+    let env = [("FAKE_CLAUDE_MODE", "replay"), ("FAKE_CLAUDE_TRANSCRIPT", t.as_str())];
+    let repo = tempfile::tempdir().unwrap();
+    let mut keys_by_size = Vec::new();
+    for (body, n, want) in [(body, demo + 2_000, "snapshot"), (rules(), demo, "per-run")] {
+        let server = FakeOrgx::start(KEY, body).await;
+        let peer = Peer::start(&server, &env);
+        connected(&server).await;
+        assert_eq!(rules_start(&peer, n).await, want);
+        let mut keys = Vec::new();
+        for run in ["run-1", "run-2"] {
+            assert!(server.send_json(dispatch(run, &format!("key-{run}"), repo.path(), None)));
+            assert_eq!(until_terminal(&server, run).await["kind"], "task.completed");
+            let deviations: Vec<String> = server
+                .frames_for(run)
+                .iter()
+                .filter(|f| f["kind"] == "task.deviation")
+                .map(|f| f["dedupe_key"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(deviations.len(), 3, "{run}: {deviations:?}");
+            assert!(deviations.iter().all(|k| k.ends_with(&format!(":{run}"))), "{deviations:?}");
+            keys.extend(deviations);
+        }
+        keys_by_size.push(keys);
+        let logs = peer.logs();
+        let started: Vec<&str> = logs.lines().filter(|l| l.contains("run started")).collect();
+        let from = if want == "snapshot" { "snapshot" } else { "compiled-per-run" };
+        assert!(started.len() == 2 && started.iter().all(|l| l.contains(from)), "{started:#?}");
+    }
+    assert_eq!(keys_by_size[0], keys_by_size[1], "the snapshot fires what the per-run compile fires");
 }
 
 #[test]

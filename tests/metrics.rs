@@ -39,8 +39,11 @@ async fn a_run_is_counted_and_scraped_in_the_exposition_format() {
     for _ in 0..100 {
         text = scrape(&addr);
         let s = openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // The run is counted when its pipeline ends and leaves the in-flight gauge when its
+        // task does, a moment later: scrape until both say so.
         if s.value("orgx_peer_runs_total", &[("driver", "claude_code"), ("outcome", "completed")]) == Ok(1.0)
             && s.value("orgx_peer_heartbeats_total", &[("kind", "presence"), ("outcome", "ok")]).is_ok_and(|n| n >= 1.0)
+            && s.value("orgx_peer_runs_in_flight", &[]) == Ok(0.0)
         {
             break;
         }

@@ -26,7 +26,7 @@ fn version_names_the_commit_and_the_wit_versions_served() {
         let text = stdout(&out);
         let want = format!("orgx-peer {} (commit ", env!("CARGO_PKG_VERSION"));
         assert!(text.starts_with(&want), "{text}");
-        assert!(text.trim_end().ends_with("; WIT 0.1.0, 0.2.0)"), "{text}");
+        assert!(text.trim_end().ends_with("; WIT 0.1.0, 0.2.0, 0.3.0)"), "{text}");
     }
 }
 

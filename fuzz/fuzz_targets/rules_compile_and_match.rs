@@ -5,7 +5,8 @@
 //! `pattern\nsubject`. Every pattern becomes two rules, one per `on` kind, each with its own
 //! dedupe key. Oracle: a check fires exactly the rules of that kind whose pattern, compiled
 //! again on its own with `regress` (the JavaScript engine) and run without the literal
-//! prefilter, finds the subject; a second check of the same text fires nothing (dedupe).
+//! prefilter, finds the subject; a second check of the same text fires nothing (dedupe); and
+//! the same prepared matcher, begun again as another run, fires again, under that run's keys.
 //!
 //! regress backtracks without a step limit, so the oracle runs it only where its work is
 //! bounded: `(n + 1)^(q + 1)` steps for a text of n characters and a pattern with q
@@ -95,9 +96,12 @@ fn prefix(text: &str, chars: usize) -> &str {
 
 /// Check `subject` once per kind with `matcher` (fresh, of `rules`); compare the rules for
 /// which `compare(i)` with regress (`regexes[i]`), and check dedupe.
-fn check(mut matcher: Matcher, rules: &[Rule], regexes: &[Option<regress::Regex>], subject: &str, compare: impl Fn(usize) -> bool) {
+fn check(matcher: &mut Matcher, rules: &[Rule], regexes: &[Option<regress::Regex>], subject: &str, compare: impl Fn(usize) -> bool) {
     for on in [RuleOn::ToolCall, RuleOn::FileEdit] {
-        let got: Vec<String> = matcher.check(on, subject, "ev").into_iter().map(|d| d.skill_id).collect();
+        let deviations = matcher.check(on, subject, "ev");
+        let suffix = format!(":{}", matcher.run_id());
+        assert!(deviations.iter().all(|d| d.dedupe_key.ends_with(&suffix)), "keys of another run: {deviations:?}");
+        let got: Vec<String> = deviations.into_iter().map(|d| d.skill_id).collect();
         for (i, rule) in rules.iter().enumerate() {
             let Some(re) = regexes[i].as_ref().filter(|_| rule.on == on && compare(i)) else { continue };
             let fired = got.contains(&rule.skill_id);
@@ -130,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
             });
         }
     }
-    let (matcher, warnings) = Matcher::new("run", rules.clone());
+    let (mut matcher, warnings) = Matcher::new("run", rules.clone());
     let mut disabled = vec![false; rules.len()];
     for w in &warnings {
         let i = w.index as usize;
@@ -159,10 +163,13 @@ fuzz_target!(|data: &[u8]| {
     let cut = (0..rules.len()).filter(|&i| backtracking(i)).map(|i| oracle_chars(&rules[i].pattern, usize::MAX >> 1)).min();
     let whole = cut.map_or(&*subject, |n| prefix(&subject, n));
     let whole_chars = whole.chars().count();
-    check(matcher, &rules, &regexes, whole, |i| backtracking(i) || whole_chars <= oracle_chars(&rules[i].pattern, ORACLE_MAX_CHARS));
+    check(&mut matcher, &rules, &regexes, whole, |i| backtracking(i) || whole_chars <= oracle_chars(&rules[i].pattern, ORACLE_MAX_CHARS));
     // The prefix regress can take for every rule: every accepted rule compared.
     let short = (0..rules.len()).filter(|&i| regexes[i].is_some()).map(|i| oracle_chars(&rules[i].pattern, ORACLE_MAX_CHARS)).min();
     if let Some(n) = short.filter(|&n| n < whole_chars) {
-        check(Matcher::new("run", rules.clone()).0, &rules, &regexes, prefix(whole, n), |_| true);
+        // The same prepared matcher, started again as another run (what each run's snapshot
+        // is): nothing has fired for it yet, whatever fired for the first.
+        matcher.begin("run-2");
+        check(&mut matcher, &rules, &regexes, prefix(whole, n), |_| true);
     }
 });

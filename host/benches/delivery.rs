@@ -80,10 +80,16 @@ fn status(peer: &Peer) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// Until the peer serves `rules` rules, and has decided how runs get them (from their
+/// prepared snapshot, or each compiling its own when that is cheaper).
 async fn wait_ready(peer: &Peer, rules: usize) {
     let t0 = Instant::now();
-    while status(peer)["rules"].as_u64() != Some(rules as u64) {
-        assert!(t0.elapsed() < LONG, "the peer never loaded its {rules} rules: {}", status(peer));
+    loop {
+        let s = status(peer);
+        if s["rules"].as_u64() == Some(rules as u64) && s["rules_start"].as_str().is_some_and(|r| r != "pending") {
+            return;
+        }
+        assert!(t0.elapsed() < LONG, "the peer never prepared its {rules} rules: {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -133,6 +139,17 @@ async fn footprint() {
     println!("  idle RSS, first start (components compiled now)  {:>7.1} MiB   target <= 25 MiB", mib_of_kib(first));
     println!("  idle RSS, restart (compiled code from the cache)  {:>7.1} MiB   target <= 25 MiB   ({threads} threads)", mib_of_kib(warm));
     println!("  binary (cargo build --release)                    {:>7.1} MiB   target <= 30 MiB", size as f64 / (1 << 20) as f64);
+    // Beside them, what a large prepared rules version adds (its snapshot's code and memory).
+    for n in [1_000usize, 10_000] {
+        let server = FakeOrgx::start(KEY, common::plan_skills(&common::generated_rules(n))).await;
+        let peer = start_peer(&server, tempfile::tempdir().unwrap(), &[]);
+        connected(&server, 1).await;
+        wait_ready(&peer, n).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss = proc_field(peer.child.id(), "VmRSS:");
+        let how = status(&peer)["rules_start"].as_str().unwrap_or("?").to_string();
+        println!("  idle RSS with {n:>6} rules ({how})             {:>7.1} MiB   (no target: what the rules hold)", mib_of_kib(rss));
+    }
 }
 
 const INIT: &str = r#"{"type":"system","subtype":"init","cwd":"/tmp","session_id":"bench-session","tools":["Bash"]}"#;
@@ -276,6 +293,7 @@ fn expected_frames(lines: &[Vec<u8>], cwd: &str) -> Vec<String> {
         mapper: &components.mapper("claude_code").component,
         matcher: &components.matcher.component,
         rules: &[],
+        prepared: None,
         started_at: SystemTime::now(),
         limits: Limits::default(),
     });
@@ -385,7 +403,7 @@ async fn commits_per_message(work: &Path) {
 async fn run_start(work: &Path) {
     let corpus = tick_corpus(work, 5);
     let t = corpus.display().to_string();
-    let rounds = if quick() { 1 } else { 5 };
+    let rounds = if quick() { 1 } else { 15 };
     let mut rows = Vec::new();
     for n in [10usize, 10_000] {
         let rules = common::generated_rules(n);

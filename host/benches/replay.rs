@@ -73,6 +73,7 @@ fn wasm_replay_driver(components: &ActiveComponents, driver: &str, rules: &[Rule
         mapper: &components.mapper(driver).component,
         matcher: &components.matcher.component,
         rules,
+        prepared: None,
         started_at: SystemTime::now(),
         limits: Limits::default(),
     });
@@ -169,6 +170,7 @@ fn wasm_replay(components: &ActiveComponents, rules: &[Rule], lines: &[Vec<u8>])
         mapper: &components.mapper("claude_code").component,
         matcher: &components.matcher.component,
         rules,
+        prepared: None,
         started_at: SystemTime::now(),
         limits: Limits::default(),
     });
@@ -333,4 +335,51 @@ fn main() {
         costs.push(c);
     }
     println!("ratio    10,000 rules / 10 rules = {:.2}x   (target <= 4x)", costs[2].as_secs_f64() / costs[0].as_secs_f64());
+
+    run_start(&sandbox, &components, &subjects, quick);
+}
+
+/// What starting one run's matcher costs: instantiating the built-in matcher and compiling the
+/// rules in it (what a run without a snapshot does), against instantiating the rules' prepared
+/// snapshot and `begin` (what the daemon's runs do), side by side at each size; and the one-time
+/// cost of making the snapshot.
+fn run_start(sandbox: &Sandbox, components: &ActiveComponents, subjects: &[(t::MatchSubject, String)], quick: bool) {
+    let matcher = &components.matcher.component;
+    let rounds = if quick { 1 } else { 15 };
+    println!("\n== start a run's matcher (median of {rounds}; instantiate + rules)");
+    for n in [10usize, 1_000, 10_000] {
+        let wit: Vec<m::Rule> = generated_rules(n).iter().map(Into::into).collect();
+        let prepared = sandbox.prepare_matcher(matcher, matcher.source().expect("0.3.0 keeps its bytes"), &wit).unwrap();
+        let (mut own, mut snap, mut first, mut memory) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for r in 0..rounds {
+            let t0 = Instant::now();
+            let mut inst = MatcherInstance::new(matcher, Limits::default()).unwrap();
+            std::hint::black_box(inst.begin(&format!("own-{r}"), &wit).unwrap());
+            own.push(t0.elapsed());
+            memory = inst.largest_memory();
+            drop(inst);
+            let t0 = Instant::now();
+            let mut inst = MatcherInstance::new(&prepared.component, Limits::default()).unwrap();
+            inst.begin_prepared(&format!("snap-{r}")).unwrap();
+            snap.push(t0.elapsed());
+            // A run's first check touches the prepared memory (copy-on-write pages) for the
+            // first time, and builds the automata of the rules it runs.
+            let t0 = Instant::now();
+            for (subject, evidence) in subjects.iter().take(8) {
+                std::hint::black_box(inst.check(subject, evidence).unwrap());
+            }
+            first.push(t0.elapsed());
+        }
+        let (own, snap, first) = (median(own), median(snap), median(first));
+        println!(
+            "{n:>6} rules  compile per run {:>8.2} ms   from the snapshot {:>6.3} ms ({:.0}x), its first 8 checks {:.3} ms   snapshot made once in {:.0} ms ({} KiB; prepared memory {:.1} MiB)",
+            own.as_secs_f64() * 1e3,
+            snap.as_secs_f64() * 1e3,
+            own.as_secs_f64() / snap.as_secs_f64(),
+            first.as_secs_f64() * 1e3,
+            prepared.total_time.as_secs_f64() * 1e3,
+            prepared.snapshot_bytes >> 10,
+            memory as f64 / (1 << 20) as f64
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! What this binary is: its version, the commit it was built from and the WIT versions it
 //! serves, as `--version` and the startup banner print them. A leaf module.
 
-/// `0.1.0 (commit 0123456789ab; WIT 0.1.0, 0.2.0)`.
+/// `0.1.0 (commit 0123456789ab; WIT 0.1.0, 0.2.0, 0.3.0)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ORGX_GIT_COMMIT"), "; WIT ", env!("ORGX_WIT_DIRS"), ")");
 
 /// The git commit (12 hex digits), or `unknown` when built outside a git checkout.

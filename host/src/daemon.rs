@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::components::local_dir::LocalDir;
+use crate::components::prepared::PreparedRules;
 use crate::components::registry::{Registry, RegistryConfig};
 use crate::components::RunReport;
 use crate::dispatcher::{Dispatcher, InFlight};
@@ -89,6 +90,7 @@ pub enum DaemonExit {
 }
 
 pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
+    crate::memory::map_large_allocations();
     // The store creates the data dir: its error names the fault and the fix (`store::open`).
     let store = Store::open(&cfg.data_dir.join("peer.redb"))?;
     let installation_id = installation_id(&store)?;
@@ -102,16 +104,21 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
 
     let limits = Limits::default();
     // Cranelift runs in a child, so what compiling frees leaves with it (`sandbox::compiler`).
-    let compiler = match std::env::current_exe() {
-        Ok(exe) => Compiler::Subprocess { exe },
-        Err(e) => {
-            tracing::warn!("cannot find this executable ({e}); components compile in the daemon's own process");
-            Compiler::InProcess
-        }
+    // This binary also starts each CLI (`run::tied`), so that starting one never forks the peer.
+    let own_exe = std::env::current_exe()
+        .inspect_err(|e| {
+            tracing::warn!(
+                "cannot find this executable ({e}); components compile in the daemon's own process, and CLIs start from a fork of it"
+            )
+        })
+        .ok();
+    let compiler = match &own_exe {
+        Some(exe) => Compiler::Subprocess { exe: exe.clone() },
+        None => Compiler::InProcess,
     };
     let sandbox = Sandbox::new(limits)?.with_compiler(compiler);
     // Components first: the last accepted version of each slot serves before any socket.
-    let (registry, local) = open_components(&cfg, &store, sandbox).await?;
+    let (registry, local) = open_components(&cfg, &store, sandbox.clone()).await?;
     let components_rx = registry.subscribe();
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<RunReport>();
     let cached_rules = store.cached_rules()?.and_then(|b| RuleSet::from_plan_skills(&b).ok()).map(|s| s.rules).unwrap_or_default();
@@ -175,6 +182,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
     } else {
         None
     };
+    // The rules compiled once per version, for runs to start from (`components::prepared`).
+    let prepared = Arc::new(PreparedRules::default());
+    tokio::spawn(prepare_loop(sandbox, prepared.clone(), components_rx.clone(), rules_rx.clone(), shutdown.clone()));
     let dispatcher = Arc::new(Dispatcher {
         drivers: enabled,
         run: RunConfig {
@@ -185,11 +195,13 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             limits,
             reports: Some(reports_tx),
             attention,
+            tied_by: own_exe,
         },
         outbox: outbox.clone(),
         store: store.clone(),
         components: components_rx.clone(),
         rules: rules_rx.clone(),
+        prepared: prepared.clone(),
         max_concurrent_runs: cfg.max_concurrent_runs,
         workspace_id: cfg.workspace_id.clone(),
         in_flight: in_flight.clone(),
@@ -274,7 +286,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
         .run(shutdown.clone()),
     );
     let status_task = {
-        let (link, in_flight, outbox, beats, detections, components, rules, cfg2, registry, ids) = (
+        let (link, in_flight, outbox, beats, detections, components, rules, cfg2, registry, ids, prepared) = (
             link.clone(),
             in_flight.clone(),
             outbox.clone(),
@@ -285,6 +297,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
             cfg.clone(),
             registry.clone(),
             enabled_ids.clone(),
+            prepared.clone(),
         );
         crate::status::serve(&cfg.data_dir, move || {
             let c = components.borrow();
@@ -302,6 +315,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<DaemonExit> {
                 store_commits: outbox.commits(),
                 messages_stored: outbox.stored(),
                 rules: rules.borrow().len(),
+                rules_start: prepared.start_of(&c.matcher.component, &rules.borrow()),
                 components: c.describe(),
                 components_dir: cfg2.components_dir.display().to_string(),
                 dev_unsigned_local: cfg2.dev_unsigned_local,
@@ -467,6 +481,29 @@ fn enabled_drivers(cfg: &DaemonConfig, detections: &BTreeMap<&'static str, Detec
             (d.id, Arc::new(EnabledDriver { driver: d, settings: s.clone(), attribution, resumable }))
         })
         .collect()
+}
+
+/// Keeps the newest rules version prepared in the matcher new runs get: again whenever the
+/// matcher or the rules change. Off the runtime: preparing is a compile and a component call.
+async fn prepare_loop(
+    sandbox: Sandbox,
+    prepared: Arc<PreparedRules>,
+    mut components: watch::Receiver<crate::components::ActiveComponents>,
+    mut rules: watch::Receiver<Arc<Vec<Rule>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let matcher = components.borrow_and_update().matcher.component.clone();
+        let now = rules.borrow_and_update().clone();
+        let (sandbox, into) = (sandbox.clone(), prepared.clone());
+        // A panic (a defect) loses only the snapshot: runs then compile their own rules.
+        let _ = tokio::task::spawn_blocking(move || into.refresh(&sandbox, &matcher, &now)).await;
+        tokio::select! {
+            changed = components.changed() => if changed.is_err() { return },
+            changed = rules.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn rules_loop(

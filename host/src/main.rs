@@ -291,6 +291,10 @@ fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Vec<orgx_peer::r
 }
 
 fn main() -> ExitCode {
+    // Before anything else: this process may be the step that starts a driver CLI (`tied`).
+    if let Some(failed) = orgx_peer::run::tied::main_if_invoked() {
+        return failed;
+    }
     // The matches as well as the parsed values: they say which settings came from flags or
     // the environment, which the config file must not override.
     let matches = match Cli::command().try_get_matches() {

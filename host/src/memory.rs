@@ -15,3 +15,16 @@ pub fn release_freed() {
         libc::malloc_trim(0);
     }
 }
+
+/// Serve every allocation of 1 MiB or more with its own mapping, returned to the kernel when
+/// it is freed. glibc's default raises that threshold each time such a block is freed, up to
+/// 32 MiB, so the next large buffers come from the heap and stay resident after they are
+/// freed. The daemon's large buffers are short-lived: a compiled component coming back from
+/// the compiler child, a prepared matcher's snapshot (tens of MiB at 10,000 rules).
+pub fn map_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}

@@ -65,6 +65,7 @@ pub fn start_run(
         mapper,
         matcher,
         rules,
+        prepared: None,
         started_at: SystemTime::now(),
         limits,
     })

@@ -56,6 +56,8 @@ pub enum NotFiled {
     NoQuestion(String),
     #[error("the parked call asks {0} questions; at most {max} are filed for one call", max = records::MAX_QUESTIONS)]
     TooManyQuestions(usize),
+    #[error("cannot put the run's attention plugin dir on disk: {0}")]
+    PluginDir(std::io::Error),
     #[error(transparent)]
     Server(#[from] crate::http::ApiError),
     #[error("cannot keep the checkpoint: {0}")]
@@ -210,6 +212,8 @@ impl Attention {
             questions,
             state: State::Suspended,
         };
+        // The resumed process may start after a crash: its plugin dir must be on disk first.
+        plugin::make_durable(&checkpoint.plugin_dir).map_err(NotFiled::PluginDir)?;
         checkpoint.save(ctx.store)?;
         Ok(checkpoint)
     }

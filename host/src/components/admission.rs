@@ -14,6 +14,7 @@
 use serde::Serialize;
 
 use super::selftest;
+use crate::sandbox::component::Source;
 use crate::sandbox::{CodeCache, CodeSource, LoadError, LoadStage, LoadedComponent, Sandbox, WitVersion};
 use crate::trust::{Manifest, Slot, TrustedKeys};
 
@@ -208,6 +209,7 @@ pub fn load(
         Some(cache) => loader.sandbox.load_cached(name, bytes, cache)?,
         None => (loader.sandbox.load(name, bytes)?, CodeSource::Compiled),
     };
+    let component = component.with_source(|| Source::Shared(bytes.into()));
     let slot = manifest.map_or_else(|| super::world_slot(component.world()), |m| m.slot);
     check_world(&component, slot, manifest)?;
     let skip_self_test = path == Path::Restore || (path == Path::Live && self_tested);
@@ -306,7 +308,7 @@ mod tests {
             ("rollback to an older version", |m| m.version = 3, None, slot, Err(Stage::Version)),
             ("replay of the floor version with other bytes", |m| m.version = 4, None, slot, Err(Stage::Version)),
             ("world of another slot", |m| m.world = "orgx:peer/mapper-component".into(), None, slot, Err(Stage::World)),
-            ("a WIT version the peer does not serve", |m| m.wit_version = "0.3.0".into(), None, slot, Err(Stage::World)),
+            ("a WIT version the peer does not serve", |m| m.wit_version = "0.4.0".into(), None, slot, Err(Stage::World)),
             ("an older WIT version the peer still serves", |m| m.wit_version = "0.1.0".into(), None, slot, Ok(())),
             ("quarantined digest", |_| {}, None, SlotView { quarantined: true, ..slot }, Err(Stage::Quarantine)),
         ];

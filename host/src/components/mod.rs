@@ -5,12 +5,14 @@
 //! `watch` channel by the [`registry::Registry`], the only writer: it admits pushed and local
 //! components through fixed stages (`admission`), runs them on sample input (`selftest`),
 //! keeps them content-addressed on disk (`files`), and quarantines one that keeps faulting.
-//! `local_dir` watches the author's directory. Loading always goes through the sandbox's full
+//! `local_dir` watches the author's directory; `prepared` keeps the newest rules version
+//! compiled in the matcher, for runs to start from. Loading always goes through the sandbox's full
 //! checks, built-ins included.
 
 pub mod admission;
 pub mod files;
 pub mod local_dir;
+pub mod prepared;
 pub mod registry;
 pub mod selftest;
 
@@ -20,6 +22,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::component::Source;
 use crate::sandbox::{defaults, CodeCache, LoadedComponent, Sandbox, World};
 use crate::trust::Slot;
 
@@ -184,7 +187,7 @@ pub fn builtin(sandbox: &Sandbox, slot: Slot, cache: Option<&CodeCache>) -> anyh
         Some(cache) => sandbox.load_cached(name, bytes, cache).map(|(c, _)| c),
         None => sandbox.load(name, bytes),
     };
-    let loaded = loaded.context("the built-in component does not load (a build defect)")?;
+    let loaded = loaded.context("the built-in component does not load (a build defect)")?.with_source(|| Source::Static(bytes));
     ensure_world(&loaded, slot)?;
     Ok(loaded)
 }
@@ -193,7 +196,7 @@ pub fn builtin(sandbox: &Sandbox, slot: Slot, cache: Option<&CodeCache>) -> anyh
 fn load_file(sandbox: &Sandbox, slot: Slot, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component file `{}`", path.display()))?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "component".into());
-    let loaded = sandbox.load(&name, &bytes)?;
+    let loaded = sandbox.load(&name, &bytes)?.with_source(|| Source::Shared(bytes.into()));
     ensure_world(&loaded, slot)?;
     Ok(loaded)
 }

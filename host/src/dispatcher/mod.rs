@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::attention::resolve::{Next, Resolver};
+use crate::components::prepared::PreparedRules;
 use crate::components::registry::Registry;
 use crate::components::ActiveComponents;
 use crate::driver::EnabledDriver;
@@ -87,6 +88,8 @@ pub struct Dispatcher {
     pub store: Store,
     pub components: watch::Receiver<ActiveComponents>,
     pub rules: watch::Receiver<Arc<Vec<Rule>>>,
+    /// The newest rules version compiled in the matcher, for runs to start from.
+    pub prepared: Arc<PreparedRules>,
     pub max_concurrent_runs: usize,
     pub in_flight: InFlight,
     /// Set when the peer is shutting down: new dispatches are refused.
@@ -195,14 +198,10 @@ impl Dispatcher {
     {
         let (cancel, cancelled) = watch::channel(None);
         let progress = Arc::new(Progress::new(&run_id, driver.driver.id));
-        let with = live::RunWith {
-            driver,
-            cfg: self.run.clone(),
-            components: self.components.borrow().clone(),
-            rules: self.rules.borrow().clone(),
-            cancel: cancelled,
-            progress: progress.clone(),
-        };
+        let (components, rules) = (self.components.borrow().clone(), self.rules.borrow().clone());
+        let prepared = self.prepared.get(&components.matcher.component, &rules);
+        let with =
+            live::RunWith { driver, cfg: self.run.clone(), components, rules, prepared, cancel: cancelled, progress: progress.clone() };
         let (store, in_flight, attention) = (self.store.clone(), self.in_flight.clone(), self.run.attention.clone());
         let slot = run_id.clone();
         static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -34,6 +34,7 @@ use crate::outbox::Outbox;
 use crate::protocol::PeerMessage;
 use crate::rules::Rule;
 use crate::sandbox::convert::run_context;
+use crate::sandbox::snapshot::Prepared;
 use crate::sandbox::{types as t, Limits};
 use crate::secret::ApiKey;
 use crate::store::{RunGroup, Store};
@@ -58,6 +59,9 @@ pub struct RunConfig {
     pub reports: Option<mpsc::UnboundedSender<RunReport>>,
     /// Resumable attention (protocol v3); `None` on a v1 connection.
     pub attention: Option<Attention>,
+    /// The peer's own binary, which starts each CLI tied to the peer without forking it
+    /// (`run::tied`); `None` forks.
+    pub tied_by: Option<PathBuf>,
 }
 
 /// How a run's process ended for the dispatcher.
@@ -112,6 +116,8 @@ pub struct RunWith {
     pub cfg: RunConfig,
     pub components: ActiveComponents,
     pub rules: Arc<Vec<Rule>>,
+    /// The snapshot of `rules` prepared in the matcher, when it was ready at dispatch.
+    pub prepared: Option<Arc<Prepared>>,
     pub cancel: watch::Receiver<Option<String>>,
     pub progress: Arc<Progress>,
 }
@@ -189,7 +195,8 @@ pub async fn resume(checkpoint: Checkpoint, decision_id: String, resolution_key:
 }
 
 async fn drive(job: Job, with: RunWith) -> RunEnd {
-    let RunWith { driver, cfg, components, rules, mut cancel, progress } = with;
+    let RunWith { driver, cfg, components, rules, prepared, mut cancel, progress } = with;
+    let rules_from = if prepared.is_some() { "snapshot" } else { "compiled-per-run" };
     let (outbox, store) = (cfg.outbox.clone(), cfg.store.clone());
     let run_id = job.run_id.clone();
     let started_at = job.started_at;
@@ -206,7 +213,8 @@ async fn drive(job: Job, with: RunWith) -> RunEnd {
             (outbox.clone(), cfg.limits, cfg.reports.clone(), meters.clone(), driver.driver.id);
         let start = PipelineStart { context, started_at, may_suspend, carried };
         std::thread::Builder::new().name(format!("run-{}", short(&run_id))).spawn(move || {
-            let (report, outcome) = pipeline_thread(start, &components, rules, limits, outbox, inputs, done_tx, meters, &progress);
+            let (report, outcome) =
+                pipeline_thread(start, &components, (rules, prepared), limits, outbox, inputs, done_tx, meters, &progress);
             if let Some(outcome) = outcome {
                 crate::metrics::global().run_ended(driver_id, outcome);
             }
@@ -238,7 +246,7 @@ async fn drive(job: Job, with: RunWith) -> RunEnd {
         }
     };
     crate::own_children::register(process.pid());
-    tracing::info!(run_id = %run_id, driver = driver.driver.id, pid = process.pid(), "run started");
+    tracing::info!(run_id = %run_id, driver = driver.driver.id, pid = process.pid(), rules = rules_from, "run started");
     // Recorded so a restarted peer can kill the group if this one dies mid-run.
     let group = RunGroup { run_id: run_id.clone(), pgid: process.pid(), started: super::process::start_time(process.pid()) };
     if let Err(e) = store.record_run_group(&group) {
@@ -421,6 +429,7 @@ fn spawn_spec(job: &Job, driver: &EnabledDriver, cfg: &RunConfig) -> SpawnSpec {
         stderr_tail_bytes: 8 << 10,
         setting: driver.driver.bin_env.to_string(),
         install_hint: driver.driver.install_hint.to_string(),
+        tied_by: cfg.tied_by.clone(),
     }
 }
 
@@ -444,7 +453,7 @@ struct PipelineStart {
 fn pipeline_thread(
     start: PipelineStart,
     components: &ActiveComponents,
-    rules: Arc<Vec<Rule>>,
+    (rules, prepared): (Arc<Vec<Rule>>, Option<Arc<Prepared>>),
     limits: Limits,
     outbox: Outbox,
     mut inputs: mpsc::Receiver<Input>,
@@ -461,6 +470,7 @@ fn pipeline_thread(
             mapper: &components.mapper(&driver).component,
             matcher: &components.matcher.component,
             rules: &rules,
+            prepared: prepared.as_deref(),
             started_at,
             limits,
         },

@@ -19,6 +19,7 @@ use crate::protocol::{self as p, PeerMessage};
 use crate::rules::Rule;
 use crate::sandbox::convert::provider_ref;
 use crate::sandbox::instance::{deviation_bytes, event_bytes};
+use crate::sandbox::snapshot::Prepared;
 use crate::sandbox::{matcher_types as m, types as t, Fault, Limits, LoadedComponent, MapperInstance, MatcherInstance};
 
 /// What a run needs to start.
@@ -28,6 +29,9 @@ pub struct RunSpec<'a> {
     pub mapper: &'a LoadedComponent,
     pub matcher: &'a LoadedComponent,
     pub rules: &'a [Rule],
+    /// `rules` prepared in `matcher` once (a WIT 0.3.0 matcher's snapshot): the run starts
+    /// from it instead of compiling them. `None`: the run compiles them itself.
+    pub prepared: Option<&'a Prepared>,
     pub started_at: SystemTime,
     pub limits: Limits,
 }
@@ -99,13 +103,27 @@ impl RunPipeline {
         let mut mapper = MapperInstance::new(spec.mapper, limits)?;
         self.meters.mapper_calls.inc();
         mapper.begin(&spec.context)?;
-        let mut matcher = MatcherInstance::new(spec.matcher, limits)?;
-        let rules: Vec<m::Rule> = spec.rules.iter().map(Into::into).collect();
         self.meters.matcher_calls.inc();
-        let warnings = matcher.begin(&spec.context.run_id, &rules)?;
+        let run_id = &spec.context.run_id;
+        let (matcher, own_warnings);
+        let warnings = match spec.prepared {
+            Some(prepared) => {
+                let mut instance = MatcherInstance::new(&prepared.component, limits)?;
+                instance.begin_prepared(run_id)?;
+                matcher = instance;
+                &prepared.warnings
+            }
+            None => {
+                let mut instance = MatcherInstance::new(spec.matcher, limits)?;
+                let rules: Vec<m::Rule> = spec.rules.iter().map(Into::into).collect();
+                own_warnings = instance.begin(run_id, &rules)?;
+                matcher = instance;
+                &own_warnings
+            }
+        };
         // One line per run however many rules were refused (a server can send 10,000 bad
         // ones); each rule's own reason is at debug level.
-        for w in &warnings {
+        for w in warnings {
             let skill = spec.rules.get(w.index as usize).map_or("?", |r| r.skill_id.as_str());
             tracing::debug!(run_id = %spec.context.run_id, skill_id = skill, "rule #{} disabled: {}", w.index, w.message);
         }

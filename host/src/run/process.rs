@@ -4,7 +4,9 @@
 //! Three guards against orphans: the child leads a new process group and every stop signals
 //! the whole group (a Bash tool's grandchildren included); the child is tied to the peer with
 //! `PR_SET_PDEATHSIG`, so a SIGKILLed peer takes it along; and the group id is recorded by the
-//! caller so a restarted peer can kill what a crashed one left (`kill_stale_group`).
+//! caller so a restarted peer can kill what a crashed one left (`kill_stale_group`). The
+//! daemon sets the death signal through its own binary (`tied`), so that starting a CLI never
+//! forks the peer; elsewhere (tests, one-shot commands) a `pre_exec` hook in a fork sets it.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -30,6 +32,9 @@ pub struct SpawnSpec {
     /// What to do when the program is missing (the driver's install hint and setting).
     pub setting: String,
     pub install_hint: String,
+    /// The peer's own binary, to start the program through `tied` (the daemon); `None`:
+    /// fork with a `pre_exec` hook.
+    pub tied_by: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +53,50 @@ pub enum SpawnError {
     BadCwd { cwd: String, source: std::io::Error },
     #[error("cannot start `{program}`: {source}")]
     Other { program: String, source: std::io::Error },
+}
+
+/// `cmd` with what every driver process gets: the task's directory (and `PWD`), a group of
+/// its own, piped stdout and stderr, no stdin, and the spec's environment changes.
+fn configure(spec: &SpawnSpec, mut cmd: Command) -> Command {
+    // A shell sets PWD to the directory it starts a program in; the peer's own PWD (where
+    // it was started) would be stale. Some CLIs trust PWD over getcwd(): opencode then
+    // takes the task's repo for an external directory and refuses every edit in it.
+    let pwd = std::fs::canonicalize(&spec.cwd).unwrap_or_else(|_| spec.cwd.clone());
+    cmd.current_dir(&spec.cwd)
+        .env("PWD", &pwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &spec.env_add {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Start `program` in a fork of the peer whose `pre_exec` hook sets the death signal.
+fn forked(spec: &SpawnSpec, program: &std::path::Path) -> std::io::Result<Child> {
+    let mut cmd = configure(spec, Command::new(program));
+    cmd.args(&spec.args);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 /// The last bytes a process wrote to stderr.
@@ -76,48 +125,44 @@ impl DriverProcess {
         if let Err(source) = std::fs::read_dir(&spec.cwd) {
             return Err(SpawnError::BadCwd { cwd: spec.cwd.display().to_string(), source });
         }
-        let mut cmd = Command::new(&spec.program);
-        // A shell sets PWD to the directory it starts a program in; the peer's own PWD (where
-        // it was started) would be stale. Some CLIs trust PWD over getcwd(): opencode then
-        // takes the task's repo for an external directory and refuses every edit in it.
-        let pwd = std::fs::canonicalize(&spec.cwd).unwrap_or_else(|_| spec.cwd.clone());
-        cmd.args(&spec.args)
-            .current_dir(&spec.cwd)
-            .env("PWD", &pwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for k in &spec.env_remove {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &spec.env_add {
-            cmd.env(k, v);
-        }
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => {
+        // Resolved here, against the child's PATH, so a missing CLI is refused with its hint
+        // whichever way it is started.
+        let path = spec.env_add.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).or_else(|| std::env::var_os("PATH"));
+        let resolved = super::tied::resolve(&spec.program, path.as_deref()).map_err(|why| match why {
+            super::tied::Unresolved::NotFound => {
                 SpawnError::NotFound { program: program.clone(), setting: spec.setting.clone(), install_hint: spec.install_hint.clone() }
             }
-            std::io::ErrorKind::PermissionDenied => {
+            super::tied::Unresolved::NotExecutable => {
                 SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() }
             }
-            _ => SpawnError::Other { program: program.clone(), source },
         })?;
+        let tied = match &spec.tied_by {
+            Some(exe) => {
+                match configure(&spec, Command::new(exe)).args(super::tied::step_args(std::process::id(), &resolved, &spec.args)).spawn() {
+                    Ok(child) => Some(child),
+                    // The peer's binary was replaced or removed (an upgrade): fork instead.
+                    Err(e) => {
+                        tracing::warn!(exe = %exe.display(), "cannot start a CLI through the peer's own binary ({e}); forking instead");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut child = match tied {
+            Some(child) => child,
+            None => forked(&spec, &resolved).map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => SpawnError::NotFound {
+                    program: program.clone(),
+                    setting: spec.setting.clone(),
+                    install_hint: spec.install_hint.clone(),
+                },
+                std::io::ErrorKind::PermissionDenied => {
+                    SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() }
+                }
+                _ => SpawnError::Other { program: program.clone(), source },
+            })?,
+        };
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = Arc::new(Mutex::new(StderrTail::default()));
@@ -272,6 +317,7 @@ mod tests {
             stderr_tail_bytes: 4096,
             setting: "ORGX_CLAUDE_BIN".into(),
             install_hint: "npm install -g @anthropic-ai/claude-code".into(),
+            tied_by: None,
         }
     }
 

@@ -51,6 +51,7 @@ pub async fn replay(
         mapper: &components.mapper(&opts.driver).component,
         matcher: &components.matcher.component,
         rules,
+        prepared: None,
         started_at: SystemTime::now(),
         // A file has no clock: it maps as fast as it reads, so only the live rate is capped.
         limits: Limits { max_run_rate: None, ..opts.limits },

@@ -107,30 +107,35 @@ fn in_child(exe: &PathBuf, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
     result.map_err(Failure::Compile)
 }
 
-/// Feed the child its bytes and read its answer.
+/// Feed the child its bytes and read its answer. Neither side is copied whole once more: the
+/// input is written from where the caller holds it, and the answer (its length first) is
+/// read into a buffer of its size. A prepared matcher's snapshot is tens of MiB, and the
+/// peer's peak memory is bounded (`tests/hostile_server.rs`).
 fn talk(child: &mut Child, bytes: &[u8]) -> Result<Vec<u8>, CompileError> {
     let io = |e: std::io::Error| CompileError::Child(format!("could not be talked to: {e}"));
     let mut stdin = child.stdin.take().expect("piped");
-    // Written from a thread: the child may answer (an early error) before reading it all.
-    let input = bytes.to_vec();
-    let writer = std::thread::Builder::new().name("orgx-compile-in".into()).spawn(move || stdin.write_all(&input)).map_err(io)?;
     let mut stderr = child.stderr.take().expect("piped");
-    let errors = std::thread::Builder::new()
-        .name("orgx-compile-err".into())
-        .spawn(move || {
-            let mut s = Vec::new();
-            let _ = stderr.read_to_end(&mut s);
-            s
-        })
-        .map_err(io)?;
-    let mut code = Vec::new();
-    let read = child.stdout.take().expect("piped").read_to_end(&mut code);
+    let mut stdout = child.stdout.take().expect("piped");
+    let (read, stderr) = std::thread::scope(|s| {
+        // Written from a thread: the child may answer (an early error) before reading it all.
+        let writer =
+            std::thread::Builder::new().name("orgx-compile-in".into()).spawn_scoped(s, move || stdin.write_all(bytes)).map_err(io)?;
+        let errors = std::thread::Builder::new()
+            .name("orgx-compile-err".into())
+            .spawn_scoped(s, move || {
+                let mut s = Vec::new();
+                let _ = stderr.read_to_end(&mut s);
+                s
+            })
+            .map_err(io)?;
+        let read = read_answer(&mut stdout, bytes.len());
+        let _ = writer.join();
+        Ok::<_, CompileError>((read, errors.join().unwrap_or_default()))
+    })?;
     let status = child.wait().map_err(io)?;
-    let _ = writer.join();
-    let stderr = errors.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr[..stderr.len().min(STDERR_QUOTE)]).trim().to_string();
     match status.code() {
-        Some(0) if read.is_ok() => Ok(code),
+        Some(0) if read.is_ok() => Ok(read.unwrap_or_default()),
         Some(c) if c == i32::from(EXIT_INVALID) => Err(CompileError::Invalid(stderr)),
         _ => Err(CompileError::Child(format!(
             "ended with {status} before answering{}; the component was not loaded (if it is one the peer should run, report this with the peer's log)",
@@ -139,15 +144,38 @@ fn talk(child: &mut Child, bytes: &[u8]) -> Result<Vec<u8>, CompileError> {
     }
 }
 
+/// The child's answer: its length (8 bytes, little-endian), then that many bytes. An answer
+/// that does not look like one (a length past what any compile of `input` bytes gives) is
+/// returned as it came, for `Component::deserialize` to refuse.
+fn read_answer(stdout: &mut impl Read, input: usize) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match stdout.read(&mut head[got..])? {
+            0 => return Ok(head[..got].to_vec()),
+            n => got += n,
+        }
+    }
+    let len = u64::from_le_bytes(head);
+    // Machine code is a few times the WebAssembly at most; data segments are copied as they are.
+    let plausible = (input as u64).saturating_mul(16).saturating_add(64 << 20);
+    let mut code = if len <= plausible { Vec::with_capacity(len as usize) } else { head.to_vec() };
+    stdout.read_to_end(&mut code)?;
+    Ok(code)
+}
+
 /// The child's exit code for bytes that are not a valid component (`main` exits with it;
 /// any other failure is exit 1).
 pub const EXIT_INVALID: u8 = 65;
 
-/// The child's side: WebAssembly on stdin, the artifact on stdout.
+/// The child's side: WebAssembly on stdin; on stdout the artifact's length (8 bytes,
+/// little-endian), then the artifact.
 pub fn child_main() -> Result<(), CompileError> {
     let mut bytes = Vec::new();
     std::io::stdin().read_to_end(&mut bytes).map_err(|e| CompileError::Child(format!("cannot read the component from stdin: {e}")))?;
     let engine = super::engine::SandboxEngine::new().map_err(|e| CompileError::Child(format!("{e:#}")))?;
     let code = engine.engine().precompile_component(&bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-    std::io::stdout().lock().write_all(&code).map_err(|e| CompileError::Child(format!("cannot write the compiled code to stdout: {e}")))
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(&(code.len() as u64).to_le_bytes()).and_then(|()| out.write_all(&code)).and_then(|()| out.flush());
+    written.map_err(|e| CompileError::Child(format!("cannot write the compiled code to stdout: {e}")))
 }

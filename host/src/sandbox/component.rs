@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{v0_1_0, v0_2_0};
+use super::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use super::compiler::Compiler;
 use super::instance::GuestState;
 use super::policy::{self, Refusal};
@@ -89,6 +89,25 @@ pub struct LoadedComponent {
     /// without ticks, deadlines would never fire.
     pub(crate) engine: super::engine::SandboxEngine,
     pub(crate) pre: Pre,
+    /// The component's own bytes, kept only where the host needs them again: a 0.3.0
+    /// matcher's, to snapshot each rules version (`snapshot`). Everything else drops them.
+    source: Option<Source>,
+}
+
+/// A component's bytes as its loader holds them: the built-ins' are in the binary already.
+#[derive(Clone)]
+pub enum Source {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl Source {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Source::Static(b) => b,
+            Source::Shared(b) => b,
+        }
+    }
 }
 
 /// Linked, ready-to-instantiate bindings, by world and WIT version.
@@ -102,12 +121,14 @@ pub(crate) enum Pre {
 pub(crate) enum MapperPre {
     V0_1_0(v0_1_0::mapper::MapperComponentPre<GuestState>),
     V0_2_0(v0_2_0::mapper::MapperComponentPre<GuestState>),
+    V0_3_0(v0_3_0::mapper::MapperComponentPre<GuestState>),
 }
 
 #[derive(Clone)]
 pub(crate) enum MatcherPre {
     V0_1_0(v0_1_0::matcher::MatcherComponentPre<GuestState>),
     V0_2_0(v0_2_0::matcher::MatcherComponentPre<GuestState>),
+    V0_3_0(v0_3_0::matcher::MatcherComponentPre<GuestState>),
 }
 
 impl LoadedComponent {
@@ -122,12 +143,32 @@ impl LoadedComponent {
         match self.pre {
             Pre::Mapper(MapperPre::V0_1_0(_)) | Pre::Matcher(MatcherPre::V0_1_0(_)) => WitVersion::V0_1_0,
             Pre::Mapper(MapperPre::V0_2_0(_)) | Pre::Matcher(MatcherPre::V0_2_0(_)) => WitVersion::V0_2_0,
+            Pre::Mapper(MapperPre::V0_3_0(_)) | Pre::Matcher(MatcherPre::V0_3_0(_)) => WitVersion::V0_3_0,
         }
     }
 
     /// The full name of its world, e.g. `orgx:peer/mapper-component@0.2.0`.
     pub fn world_name(&self) -> String {
         self.world().wit_name(self.wit_version())
+    }
+
+    /// Whether runs can start from a prepared snapshot of it (a matcher of WIT 0.3.0 on).
+    pub fn prepares(&self) -> bool {
+        self.world() == World::Matcher && self.wit_version().matcher_prepares()
+    }
+
+    /// Keep `source` (the bytes this was loaded from) if the host will need them again:
+    /// only a component that [`prepares`](Self::prepares) does; for others it is dropped.
+    pub fn with_source(mut self, source: impl FnOnce() -> Source) -> LoadedComponent {
+        if self.prepares() {
+            self.source = Some(source());
+        }
+        self
+    }
+
+    /// The bytes kept by [`with_source`](Self::with_source).
+    pub fn source(&self) -> Option<&[u8]> {
+        self.source.as_ref().map(Source::bytes)
     }
 }
 
@@ -214,6 +255,12 @@ pub fn admit(
         (World::Matcher, WitVersion::V0_2_0) => {
             Pre::Matcher(MatcherPre::V0_2_0(v0_2_0::matcher::MatcherComponentPre::new(instance_pre).map_err(link_err)?))
         }
+        (World::Mapper, WitVersion::V0_3_0) => {
+            Pre::Mapper(MapperPre::V0_3_0(v0_3_0::mapper::MapperComponentPre::new(instance_pre).map_err(link_err)?))
+        }
+        (World::Matcher, WitVersion::V0_3_0) => {
+            Pre::Matcher(MatcherPre::V0_3_0(v0_3_0::matcher::MatcherComponentPre::new(instance_pre).map_err(link_err)?))
+        }
     };
-    Ok(LoadedComponent { info: Arc::new(info), engine: engine.clone(), pre })
+    Ok(LoadedComponent { info: Arc::new(info), engine: engine.clone(), pre, source: None })
 }

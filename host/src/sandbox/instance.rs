@@ -13,7 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{matcher_types as m, types, v0_1_0, v0_2_0};
+use super::bindings::{matcher_types as m, types, v0_1_0, v0_2_0, v0_3_0};
 use super::component::{ComponentInfo, LoadedComponent, MapperPre, MatcherPre, Pre};
 use super::guest_log::GuestLog;
 use super::limits::{GuestLimiter, Limits};
@@ -185,11 +185,13 @@ pub struct MapperInstance {
 enum MapperBindings {
     V0_1_0(v0_1_0::mapper::MapperComponent),
     V0_2_0(v0_2_0::mapper::MapperComponent),
+    V0_3_0(v0_3_0::mapper::MapperComponent),
 }
 
 enum MatcherBindings {
     V0_1_0(v0_1_0::matcher::MatcherComponent),
     V0_2_0(v0_2_0::matcher::MatcherComponent),
+    V0_3_0(v0_3_0::matcher::MatcherComponent),
 }
 
 impl MapperInstance {
@@ -206,6 +208,7 @@ impl MapperInstance {
         let bindings = guard.call("instantiate", limits.setup_deadline, |s| match pre {
             MapperPre::V0_1_0(pre) => pre.instantiate(s).map(MapperBindings::V0_1_0),
             MapperPre::V0_2_0(pre) => pre.instantiate(s).map(MapperBindings::V0_2_0),
+            MapperPre::V0_3_0(pre) => pre.instantiate(s).map(MapperBindings::V0_3_0),
         })?;
         Ok(MapperInstance { guard, bindings })
     }
@@ -226,6 +229,7 @@ impl MapperInstance {
         self.guard.call("begin", d, |s| match b {
             MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_begin(s, &ctx.into()),
             MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_begin(s, ctx),
+            MapperBindings::V0_3_0(b) => b.orgx_peer_mapper().call_begin(s, ctx),
         })
     }
 
@@ -235,6 +239,7 @@ impl MapperInstance {
         let events = self.guard.call("map-line", d, |s| match b {
             MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_map_line(s, line).map(|e| e.into_iter().map(Into::into).collect()),
             MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_map_line(s, line),
+            MapperBindings::V0_3_0(b) => b.orgx_peer_mapper().call_map_line(s, line),
         })?;
         self.guard.check_items("map-line", "events", events.len())?;
         let size = events.iter().map(event_bytes).sum();
@@ -248,6 +253,7 @@ impl MapperInstance {
         let t = self.guard.call("end", d, |s| match b {
             MapperBindings::V0_1_0(b) => b.orgx_peer_mapper().call_end(s, &reason.into(), stderr_tail).map(Into::into),
             MapperBindings::V0_2_0(b) => b.orgx_peer_mapper().call_end(s, reason, stderr_tail),
+            MapperBindings::V0_3_0(b) => b.orgx_peer_mapper().call_end(s, reason, stderr_tail),
         })?;
         let size = terminal_bytes(&t);
         self.guard.check_output("end", size)?;
@@ -255,10 +261,12 @@ impl MapperInstance {
     }
 }
 
-/// A matcher instance for one run.
+/// A matcher instance for one run (or, since 0.3.0, for preparing a rules version once).
 pub struct MatcherInstance {
     guard: Guarded,
     bindings: MatcherBindings,
+    /// The instance itself, for what the bindings do not reach: a snapshot's reads (`snapshot`).
+    instance: wasmtime::component::Instance,
 }
 
 impl MatcherInstance {
@@ -272,11 +280,21 @@ impl MatcherInstance {
             });
         };
         let mut guard = Guarded::new(component.engine.engine(), component.info.clone(), limits);
-        let bindings = guard.call("instantiate", limits.setup_deadline, |s| match pre {
-            MatcherPre::V0_1_0(pre) => pre.instantiate(s).map(MatcherBindings::V0_1_0),
-            MatcherPre::V0_2_0(pre) => pre.instantiate(s).map(MatcherBindings::V0_2_0),
+        let (bindings, instance) = guard.call("instantiate", limits.setup_deadline, |s| match pre {
+            MatcherPre::V0_1_0(pre) => {
+                let i = pre.instance_pre().instantiate(&mut *s)?;
+                Ok((MatcherBindings::V0_1_0(v0_1_0::matcher::MatcherComponent::new(s, &i)?), i))
+            }
+            MatcherPre::V0_2_0(pre) => {
+                let i = pre.instance_pre().instantiate(&mut *s)?;
+                Ok((MatcherBindings::V0_2_0(v0_2_0::matcher::MatcherComponent::new(s, &i)?), i))
+            }
+            MatcherPre::V0_3_0(pre) => {
+                let i = pre.instance_pre().instantiate(&mut *s)?;
+                Ok((MatcherBindings::V0_3_0(v0_3_0::matcher::MatcherComponent::new(s, &i)?), i))
+            }
         })?;
-        Ok(MatcherInstance { guard, bindings })
+        Ok(MatcherInstance { guard, bindings, instance })
     }
 
     pub fn component(&self) -> &Arc<ComponentInfo> {
@@ -289,19 +307,69 @@ impl MatcherInstance {
         self.guard.fault(call, FaultKind::RunBudget { what, limit })
     }
 
+    /// Load a run's rules and start it, whatever the version: `begin(run-id, rules)` before
+    /// 0.3.0, `prepare(rules)` then `begin(run-id)` since (what a run does without a
+    /// prepared snapshot).
     pub fn begin(&mut self, run_id: &str, rules: &[m::Rule]) -> Result<Vec<m::RuleWarning>, Fault> {
+        if matches!(self.bindings, MatcherBindings::V0_3_0(_)) {
+            let warnings = self.prepare(rules)?;
+            self.begin_prepared(run_id)?;
+            return Ok(warnings);
+        }
         let b = &self.bindings;
         let d = self.guard.limits.setup_deadline;
-        let w = self.guard.call("begin", d, |s| match b {
+        let w: Vec<m::RuleWarning> = self.guard.call("begin", d, |s| match b {
             MatcherBindings::V0_1_0(b) => {
                 let rules: Vec<_> = rules.iter().map(Into::into).collect();
                 b.orgx_peer_matcher().call_begin(s, run_id, &rules).map(|w| w.into_iter().map(Into::into).collect())
             }
-            MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_begin(s, run_id, rules),
+            MatcherBindings::V0_2_0(b) => {
+                let rules: Vec<_> = rules.iter().map(Into::into).collect();
+                b.orgx_peer_matcher().call_begin(s, run_id, &rules).map(|w| w.into_iter().map(Into::into).collect())
+            }
+            MatcherBindings::V0_3_0(_) => unreachable!("handled above"),
         })?;
-        let size = w.iter().map(|w| w.message.len()).sum();
-        self.guard.check_output("begin", size)?;
+        self.check_warnings("begin", &w)?;
         Ok(w)
+    }
+
+    /// Since 0.3.0: compile one rules version in this instance (which is then snapshot, or
+    /// started at once by `begin`).
+    pub fn prepare(&mut self, rules: &[m::Rule]) -> Result<Vec<m::RuleWarning>, Fault> {
+        let MatcherBindings::V0_3_0(b) = &self.bindings else {
+            return Err(self.guard.fault("prepare", FaultKind::Trap("a matcher before WIT 0.3.0 has no `prepare`".into())));
+        };
+        let d = self.guard.limits.setup_deadline;
+        let w = self.guard.call("prepare", d, |s| b.orgx_peer_matcher().call_prepare(s, rules))?;
+        self.check_warnings("prepare", &w)?;
+        Ok(w)
+    }
+
+    /// Since 0.3.0: start a run on a prepared instance (one made from a prepared snapshot).
+    pub fn begin_prepared(&mut self, run_id: &str) -> Result<(), Fault> {
+        let MatcherBindings::V0_3_0(b) = &self.bindings else {
+            return Err(self.guard.fault("begin", FaultKind::Trap("a matcher before WIT 0.3.0 cannot start from a snapshot".into())));
+        };
+        let d = self.guard.limits.setup_deadline;
+        self.guard.call("begin", d, |s| b.orgx_peer_matcher().call_begin(s, run_id))
+    }
+
+    /// The largest linear memory this instance has had: after `prepare`, about what a
+    /// snapshot of it holds (freed heap included: wasm memory never shrinks).
+    pub fn largest_memory(&self) -> usize {
+        self.guard.store.data().limiter.largest_memory
+    }
+
+    /// Whether the instance holds WASI resources (an open stream: Rust's standard library
+    /// keeps stdout's once it printed). A snapshot cannot carry them: the copy's handles
+    /// would name nothing, and its first use of one would trap.
+    pub fn holds_host_resources(&self) -> bool {
+        !self.guard.store.data().table.is_empty()
+    }
+
+    fn check_warnings(&mut self, call: &'static str, w: &[m::RuleWarning]) -> Result<(), Fault> {
+        let size = w.iter().map(|w| w.message.len()).sum();
+        self.guard.check_output(call, size)
     }
 
     pub fn check(&mut self, subject: &types::MatchSubject, evidence_ref: &str) -> Result<Vec<m::Deviation>, Fault> {
@@ -311,12 +379,26 @@ impl MatcherInstance {
             MatcherBindings::V0_1_0(b) => {
                 b.orgx_peer_matcher().call_check(s, &subject.into(), evidence_ref).map(|d| d.into_iter().map(Into::into).collect())
             }
-            MatcherBindings::V0_2_0(b) => b.orgx_peer_matcher().call_check(s, subject, evidence_ref),
+            MatcherBindings::V0_2_0(b) => {
+                b.orgx_peer_matcher().call_check(s, subject, evidence_ref).map(|d| d.into_iter().map(Into::into).collect())
+            }
+            MatcherBindings::V0_3_0(b) => b.orgx_peer_matcher().call_check(s, subject, evidence_ref),
         })?;
         self.guard.check_items("check", "deviations", devs.len())?;
         let size = devs.iter().map(deviation_bytes).sum();
         self.guard.check_output("check", size)?;
         Ok(devs)
+    }
+
+    /// Run `f` on the instance under the setup deadline, as a call named `call`: how a
+    /// snapshot reads the instance's state through the exports wizer added.
+    pub(crate) fn with_instance<R>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<GuestState>, wasmtime::component::Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let (instance, d) = (self.instance, self.guard.limits.setup_deadline);
+        self.guard.call(call, d, |s| f(s, instance))
     }
 }
 

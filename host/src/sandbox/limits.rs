@@ -81,11 +81,13 @@ impl Limits {
 pub struct GuestLimiter {
     max_memory_bytes: usize,
     pub denied_memory: Option<usize>,
+    /// The largest linear memory the instance was allowed (what a snapshot of it would hold).
+    pub largest_memory: usize,
 }
 
 impl GuestLimiter {
     pub fn new(limits: &Limits) -> Self {
-        GuestLimiter { max_memory_bytes: limits.max_memory_bytes, denied_memory: None }
+        GuestLimiter { max_memory_bytes: limits.max_memory_bytes, denied_memory: None, largest_memory: 0 }
     }
 }
 
@@ -97,6 +99,7 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
             // grow would otherwise go on in an undefined state.
             wasmtime::bail!("memory limit: the component asked for {desired} bytes, the limit is {}", self.max_memory_bytes);
         }
+        self.largest_memory = self.largest_memory.max(desired);
         Ok(true)
     }
 

@@ -5,7 +5,8 @@
 //! `limits` (time/memory/output bounds), `engine` (the shared engine and epoch ticker),
 //! `compiler` (where Cranelift runs: the daemon's in a child process), `component` (loading
 //! and inspection), `cache` (compiled code kept across restarts), `typecheck` (the exports
-//! against the WIT, before any instance exists), `instance` (bounded calls), `guest_log`
+//! against the WIT, before any instance exists), `instance` (bounded calls), `snapshot` (a 0.3.0 matcher's
+//! prepared rules, which every run starts from), `guest_log`
 //! (guest stdio into the log), `bindings` (generated from `wit/`, one module per served
 //! version), `wit` (the served versions and every name built from them), `defaults` (the
 //! built-in components).
@@ -21,6 +22,7 @@ mod guest_log;
 pub mod instance;
 pub mod limits;
 pub mod policy;
+pub mod snapshot;
 mod typecheck;
 pub mod wit;
 
@@ -81,6 +83,17 @@ impl Sandbox {
         let loaded = component::admit(&self.engine, &self.linker, compiled.clone(), info)?;
         cache.put(engine, &loaded.info.sha256, &compiled);
         Ok((loaded, CodeSource::Compiled))
+    }
+
+    /// Prepare `rules` in a WIT 0.3.0 `matcher` (whose bytes are `wasm`) once, for every run
+    /// of this rules version to start from (`snapshot`).
+    pub fn prepare_matcher(
+        &self,
+        matcher: &LoadedComponent,
+        wasm: &[u8],
+        rules: &[matcher_types::Rule],
+    ) -> Result<snapshot::Prepared, snapshot::PrepareError> {
+        snapshot::prepare(&self.engine, &self.compiler, &self.linker, matcher, wasm, rules, self.limits)
     }
 
     /// Compile a component, describe it, and say whether the policy would load it (imports,

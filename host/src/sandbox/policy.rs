@@ -114,6 +114,7 @@ mod tests {
             ("wasi:filesystem/preopens@0.2.0", true),
             ("orgx:peer/types@0.1.0", true),
             ("orgx:peer/types@0.2.0", true),
+            ("orgx:peer/types@0.3.0", true),
             // Capabilities that reach outside the sandbox.
             ("wasi:sockets/tcp@0.2.0", false),
             ("wasi:sockets/ip-name-lookup@0.2.0", false),
@@ -123,7 +124,7 @@ mod tests {
             ("wasi:keyvalue/store@0.2.0-draft", false),
             // Unknown packages, including look-alikes.
             ("orgx:peer/host@0.1.0", false),
-            ("orgx:peer/types@0.3.0", false),
+            ("orgx:peer/types@0.4.0", false),
             ("orgx:peer/types@0.2", false),
             ("orgx:peer/types@0.2.0-rc1", false),
             ("orgx:peer/types@0.1.0-rc1", false),

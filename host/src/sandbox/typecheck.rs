@@ -38,9 +38,9 @@ pub enum ExportError {
 /// The one table of host calls, instantiated for each version's generated types: a new
 /// version is one more line in `check_exports`, not another copy of the signatures.
 macro_rules! check_world {
-    ($engine:expr, $pre:expr, $world:expr, $version:expr, $v:ident) => {{
-        use super::bindings::$v::mapper::orgx::peer::types as t;
+    ($engine:expr, $pre:expr, $world:expr, $version:expr, $v:ident, $t:path) => {{
         use super::bindings::$v::matcher::exports::orgx::peer::matcher as m;
+        use $t as t;
         let name = $world.export_name($version);
         let f = Export::find($engine, $pre, &name)?;
         match $world {
@@ -48,6 +48,12 @@ macro_rules! check_world {
                 f.check::<(&t::RunContext,), ()>("begin")?;
                 f.check::<(&[u8],), (Vec<t::Event>,)>("map-line")?;
                 f.check::<(&t::EndReason, Option<&str>), (t::Terminal,)>("end")
+            }
+            // Since 0.3.0 a matcher compiles its rules in `prepare`, once per rules version.
+            World::Matcher if $version.matcher_prepares() => {
+                f.check::<(&[m::Rule],), (Vec<m::RuleWarning>,)>("prepare")?;
+                f.check::<(&str,), ()>("begin")?;
+                f.check::<(&t::MatchSubject, &str), (Vec<m::Deviation>,)>("check")
             }
             World::Matcher => {
                 f.check::<(&str, &[m::Rule]), (Vec<m::RuleWarning>,)>("begin")?;
@@ -65,8 +71,9 @@ pub fn check_exports(
     version: WitVersion,
 ) -> Result<(), ExportError> {
     match version {
-        WitVersion::V0_1_0 => check_world!(engine, pre, world, version, v0_1_0),
-        WitVersion::V0_2_0 => check_world!(engine, pre, world, version, v0_2_0),
+        WitVersion::V0_1_0 => check_world!(engine, pre, world, version, v0_1_0, super::bindings::v0_1_0::mapper::orgx::peer::types),
+        WitVersion::V0_2_0 => check_world!(engine, pre, world, version, v0_2_0, super::bindings::types),
+        WitVersion::V0_3_0 => check_world!(engine, pre, world, version, v0_3_0, super::bindings::types),
     }
 }
 

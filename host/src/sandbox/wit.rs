@@ -15,18 +15,20 @@ pub const PACKAGE: &str = "orgx:peer";
 pub enum WitVersion {
     V0_1_0,
     V0_2_0,
+    V0_3_0,
 }
 
 impl WitVersion {
     /// Oldest first; the host serves each of them side by side.
-    pub const SERVED: [WitVersion; 2] = [WitVersion::V0_1_0, WitVersion::V0_2_0];
+    pub const SERVED: [WitVersion; 3] = [WitVersion::V0_1_0, WitVersion::V0_2_0, WitVersion::V0_3_0];
     /// What the built-in components and the guest SDK are built against.
-    pub const LATEST: WitVersion = WitVersion::V0_2_0;
+    pub const LATEST: WitVersion = WitVersion::V0_3_0;
 
     pub fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1_0 => "0.1.0",
             WitVersion::V0_2_0 => "0.2.0",
+            WitVersion::V0_3_0 => "0.3.0",
         }
     }
 
@@ -39,7 +41,13 @@ impl WitVersion {
         format!("{PACKAGE}/{item}@{}", self.as_str())
     }
 
-    /// The served versions, for messages: `0.1.0, 0.2.0`.
+    /// Whether a matcher of this version compiles its rules once per rules version
+    /// (`prepare`), so that runs can start from a snapshot taken after it.
+    pub fn matcher_prepares(self) -> bool {
+        self >= WitVersion::V0_3_0
+    }
+
+    /// The served versions, for messages: `0.1.0, 0.2.0, 0.3.0`.
     pub fn served_list() -> String {
         WitVersion::SERVED.map(WitVersion::as_str).join(", ")
     }
@@ -101,7 +109,8 @@ mod tests {
         assert_eq!(World::Mapper.export_name(WitVersion::V0_1_0), "orgx:peer/mapper@0.1.0");
         assert_eq!(World::Matcher.wit_name(WitVersion::V0_2_0), "orgx:peer/matcher-component@0.2.0");
         assert_eq!(WitVersion::parse("0.2.0"), Some(WitVersion::V0_2_0));
-        assert_eq!(WitVersion::served_list(), "0.1.0, 0.2.0");
+        assert_eq!(WitVersion::served_list(), "0.1.0, 0.2.0, 0.3.0");
+        assert!(!WitVersion::V0_2_0.matcher_prepares() && WitVersion::V0_3_0.matcher_prepares());
     }
 
     #[test]
@@ -112,7 +121,9 @@ mod tests {
             (&["orgx:peer/mapper@0.2.0"], Some((World::Mapper, WitVersion::V0_2_0))),
             (&["orgx:peer/matcher@0.2.0"], Some((World::Matcher, WitVersion::V0_2_0))),
             (&["orgx:peer/mapper@0.1.0", "orgx:peer/mapper@0.2.0"], Some((World::Mapper, WitVersion::V0_2_0))),
-            (&["orgx:peer/mapper@0.3.0"], None),
+            (&["orgx:peer/matcher@0.3.0"], Some((World::Matcher, WitVersion::V0_3_0))),
+            (&["orgx:peer/mapper@0.2.0", "orgx:peer/mapper@0.3.0"], Some((World::Mapper, WitVersion::V0_3_0))),
+            (&["orgx:peer/mapper@0.4.0"], None),
             (&["orgx:peer/mapper@0.2.0-rc1"], None),
             (&["orgx:peer/mapper"], None),
             (&["orgx:peerx/mapper@0.2.0"], None),

@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub store_commits: u64,
     pub messages_stored: u64,
     pub rules: usize,
+    /// How new runs get their rules compiled: from the snapshot prepared once per rules
+    /// version (`snapshot`), each on its own (`per-run`), or not decided yet (`pending`).
+    pub rules_start: crate::components::prepared::RulesStart,
     /// One entry per slot (`ActiveComponents::describe`).
     pub components: serde_json::Value,
     pub components_dir: String,

@@ -5,14 +5,19 @@
 
 use orgx_peer_sdk::{Deviation, MatchSubject, Matcher, Rule, RuleOn, RuleWarning, Severity};
 
-/// One value per run: a matcher instance serves exactly one run.
+/// One value per rules version, copied for each run: `prepare` builds what every run shares
+/// (here nothing: this matcher ignores the server's rules), `begin` what is the run's own.
 struct Template {
     run_id: String,
 }
 
 impl Matcher for Template {
-    fn begin(run_id: &str, _rules: Vec<Rule>) -> (Template, Vec<RuleWarning>) {
-        (Template { run_id: run_id.to_string() }, Vec::new())
+    fn prepare(_rules: Vec<Rule>) -> (Template, Vec<RuleWarning>) {
+        (Template { run_id: String::new() }, Vec::new())
+    }
+
+    fn begin(&mut self, run_id: &str) {
+        self.run_id = run_id.to_string();
     }
 
     fn check(&mut self, subject: &MatchSubject, evidence_ref: &str) -> Vec<Deviation> {

@@ -1,4 +1,4 @@
-//! The wit-bindgen glue, wasm32 only: the generated bindings of `wit/v0.2.0`, the one place
+//! The wit-bindgen glue, wasm32 only: the generated bindings of `wit/v0.3.0`, the one place
 //! that converts between them and the native types, and the per-instance state behind the
 //! `export_mapper!` / `export_matcher!` macros.
 //!
@@ -12,7 +12,7 @@ use crate::{Mapper, Matcher};
 
 pub mod mapper {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "mapper-component",
         pub_export_macro: true,
         default_bindings_module: "orgx_peer_sdk::glue::mapper",
@@ -21,7 +21,7 @@ pub mod mapper {
 
 pub mod matcher {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "matcher-component",
         pub_export_macro: true,
         default_bindings_module: "orgx_peer_sdk::glue::matcher",
@@ -47,10 +47,15 @@ impl<M: Mapper> DynMapper for M {
 }
 
 trait DynMatcher {
+    fn begin(&mut self, run_id: &str);
     fn check(&mut self, subject: &n::MatchSubject, evidence_ref: &str) -> Vec<n::Deviation>;
 }
 
 impl<M: Matcher> DynMatcher for M {
+    fn begin(&mut self, run_id: &str) {
+        Matcher::begin(self, run_id)
+    }
+
     fn check(&mut self, subject: &n::MatchSubject, evidence_ref: &str) -> Vec<n::Deviation> {
         Matcher::check(self, subject, evidence_ref)
     }
@@ -89,7 +94,7 @@ pub fn mapper_end<M: Mapper>(reason: w::EndReason, stderr_tail: Option<String>) 
     terminal(t)
 }
 
-pub fn matcher_begin<M: Matcher>(run_id: String, rules: Vec<wm::Rule>) -> Vec<wm::RuleWarning> {
+pub fn matcher_prepare<M: Matcher>(rules: Vec<wm::Rule>) -> Vec<wm::RuleWarning> {
     let rules = rules
         .into_iter()
         .map(|r| n::Rule {
@@ -100,10 +105,19 @@ pub fn matcher_begin<M: Matcher>(run_id: String, rules: Vec<wm::Rule>) -> Vec<wm
             evidence_kind: r.evidence_kind,
         })
         .collect();
-    let (matcher, warnings) = M::begin(&run_id, rules);
+    let (matcher, warnings) = M::prepare(rules);
     let matcher: Box<dyn DynMatcher> = Box::new(matcher);
     MATCHER.with(|m| *m.borrow_mut() = Some(matcher));
     warnings.into_iter().map(|w| wm::RuleWarning { index: w.index, message: w.message }).collect()
+}
+
+pub fn matcher_begin<M: Matcher>(run_id: String) {
+    MATCHER.with(|m| {
+        let mut m = m.borrow_mut();
+        // `begin` without `prepare`: a matcher of no rules, as a run with none would have.
+        let matcher = m.get_or_insert_with(|| Box::new(M::prepare(Vec::new()).0));
+        matcher.begin(&run_id);
+    })
 }
 
 pub fn matcher_check(subject: wmt::MatchSubject, evidence_ref: String) -> Vec<wm::Deviation> {

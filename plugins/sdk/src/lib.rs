@@ -2,7 +2,7 @@
 //!
 //! A component is a plain Rust type implementing [`Mapper`] or [`Matcher`] over the native
 //! mirrors in [`types`]; one line, [`export_mapper!`] or [`export_matcher!`], turns it into a
-//! WebAssembly component of the current WIT version (`wit/v0.2.0`). The logic compiles
+//! WebAssembly component of the current WIT version (`wit/v0.3.0`). The logic compiles
 //! natively too, so its tests and benchmarks need no WebAssembly runtime.
 //!
 //! Why the SDK owns the WIT glue: the conversions between generated and native types exist
@@ -19,7 +19,7 @@ pub mod glue;
 pub use types::*;
 
 /// The WIT version this SDK builds components for.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// A driver-output mapper: one value per run, fed the run's stdout line by line.
 pub trait Mapper: 'static {
@@ -35,12 +35,20 @@ pub trait Mapper: 'static {
     fn end(&mut self, reason: EndReason, stderr_tail: Option<String>) -> Terminal;
 }
 
-/// A skill-rule matcher: one value per run, loaded with the run's rules.
+/// A skill-rule matcher: one value per rules version, copied for each run.
+///
+/// `prepare` compiles the rules once; the host snapshots the component instance after it and
+/// starts every run of that rules version from the snapshot, calling `begin` with the run's
+/// id. So whatever `prepare` builds is paid for once, and `begin` should only reset what is
+/// per run (the run id, what has fired).
 pub trait Matcher: 'static {
-    /// Load the run's rules; one warning per disabled rule.
-    fn begin(run_id: &str, rules: Vec<Rule>) -> (Self, Vec<RuleWarning>)
+    /// Compile one rules version; one warning per disabled rule.
+    fn prepare(rules: Vec<Rule>) -> (Self, Vec<RuleWarning>)
     where
         Self: Sized;
+
+    /// Start a run from the prepared state: called once, before its first `check`.
+    fn begin(&mut self, run_id: &str);
 
     /// Test one step's subject.
     fn check(&mut self, subject: &MatchSubject, evidence_ref: &str) -> Vec<Deviation>;
@@ -80,11 +88,13 @@ macro_rules! export_matcher {
         const _: () = {
             struct Export;
             impl $crate::glue::matcher::exports::orgx::peer::matcher::Guest for Export {
-                fn begin(
-                    run_id: String,
+                fn prepare(
                     rules: Vec<$crate::glue::matcher::exports::orgx::peer::matcher::Rule>,
                 ) -> Vec<$crate::glue::matcher::exports::orgx::peer::matcher::RuleWarning> {
-                    $crate::glue::matcher_begin::<$ty>(run_id, rules)
+                    $crate::glue::matcher_prepare::<$ty>(rules)
+                }
+                fn begin(run_id: String) {
+                    $crate::glue::matcher_begin::<$ty>(run_id)
                 }
                 fn check(
                     subject: $crate::glue::matcher::orgx::peer::types::MatchSubject,

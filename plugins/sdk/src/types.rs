@@ -1,4 +1,4 @@
-//! Native mirrors of the WIT types of `wit/v0.2.0/orgx-peer.wit`, so component logic
+//! Native mirrors of the WIT types of `wit/v0.3.0/orgx-peer.wit`, so component logic
 //! compiles and runs natively too: the benchmarks compare the very same code natively and in
 //! the sandbox, and unit tests run without a WebAssembly runtime. The glue (`glue.rs`)
 //! converts between these and the generated types; every field here has a WIT twin.

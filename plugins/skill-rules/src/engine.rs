@@ -5,11 +5,12 @@
 //! alone, so what is accepted, and the message of what is not, are regress's (past the
 //! patterns `refuse` turns away), and the fuzz target's oracle can run it there too.
 //!
-//! A linear rule's automaton is built on its first use, not at `begin`: building one costs
+//! A linear rule's automaton is built on its first use, not at `prepare`: building one costs
 //! about ten regress compiles and a few KiB, and most rules never run (the literal prefilter
-//! keeps them away). Built at `begin` are only the rules without a required literal, which
-//! run on every check (`Matcher::new`), and a pattern too large to be sure it fits, to refuse
-//! it at `begin` if it does not. So a check builds each rule's automaton at most once a run.
+//! keeps them away). Built at `prepare` are only the rules without a required literal, which
+//! run on every check (`Matcher::prepare`), and a pattern too large to be sure it fits, to refuse
+//! it at `prepare` if it does not. So a check builds each rule's automaton at most once a run (the
+//! snapshot every run starts from is taken after `prepare`, before any check).
 
 use crate::{linear, redos, refuse, syntax};
 use std::cell::OnceCell;
@@ -95,6 +96,6 @@ pub fn compile(pattern: &str) -> Result<Engine, String> {
 fn build(pattern: &str) -> Built {
     match syntax::parse(pattern).ok().and_then(|tree| linear::compile(&tree).ok()) {
         Some(re) => Built::Linear(re),
-        None => Built::Regress(regress::Regex::with_flags(pattern, "").expect("compiled at begin")),
+        None => Built::Regress(regress::Regex::with_flags(pattern, "").expect("compiled at prepare")),
     }
 }

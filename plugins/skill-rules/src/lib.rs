@@ -24,8 +24,12 @@ pub use orgx_peer_sdk::types::{Deviation, MatchSubject, Rule, RuleOn, RuleWarnin
 orgx_peer_sdk::export_matcher!(Matcher);
 
 impl orgx_peer_sdk::Matcher for Matcher {
-    fn begin(run_id: &str, rules: Vec<Rule>) -> (Matcher, Vec<RuleWarning>) {
-        Matcher::new(run_id, rules)
+    fn prepare(rules: Vec<Rule>) -> (Matcher, Vec<RuleWarning>) {
+        Matcher::prepare(rules)
+    }
+
+    fn begin(&mut self, run_id: &str) {
+        Matcher::begin(self, run_id)
     }
 
     fn check(&mut self, subject: &MatchSubject, evidence_ref: &str) -> Vec<Deviation> {
@@ -52,7 +56,9 @@ pub struct Matcher {
     run_id: String,
     rules: Vec<Rule>,
     compiled: Vec<Option<Compiled>>,
-    /// Dedupe keys, and whether each has fired in this run.
+    /// Dedupe keys less the run id (`skill:fingerprint`), and whether each has fired in
+    /// this run: the run id is appended when a key fires, so one prepared matcher serves
+    /// every run of its rules version.
     keys: Vec<String>,
     fired: Vec<bool>,
     file_edit: Index,
@@ -63,9 +69,23 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Compile `rules` for run `run_id`; a rule that does not compile is disabled with a
-    /// warning, and the others go on.
+    /// `prepare` and `begin` in one: a run's matcher, as a host without a prepared snapshot
+    /// makes it (and as the tests do).
     pub fn new(run_id: &str, rules: Vec<Rule>) -> (Matcher, Vec<RuleWarning>) {
+        let (mut m, warnings) = Matcher::prepare(rules);
+        m.begin(run_id);
+        (m, warnings)
+    }
+
+    /// Start a run: its id goes into every dedupe key it fires, and nothing has fired yet.
+    pub fn begin(&mut self, run_id: &str) {
+        self.run_id = run_id.to_string();
+        self.fired.iter_mut().for_each(|f| *f = false);
+    }
+
+    /// Compile `rules` once for every run of this rules version; a rule that does not
+    /// compile is disabled with a warning, and the others go on.
+    pub fn prepare(rules: Vec<Rule>) -> (Matcher, Vec<RuleWarning>) {
         let mut warnings = Vec::new();
         let mut compiled = Vec::with_capacity(rules.len());
         let mut keys: Vec<String> = Vec::new();
@@ -85,7 +105,7 @@ impl Matcher {
                     continue;
                 }
             };
-            let key = format!("{}:{}:{}", rule.skill_id, rule.dedupe_fingerprint, run_id);
+            let key = format!("{}:{}", rule.skill_id, rule.dedupe_fingerprint);
             let next = keys.len();
             let key = *key_ids.entry(key.clone()).or_insert_with(|| {
                 keys.push(key);
@@ -99,7 +119,7 @@ impl Matcher {
             match required_literals(&rule.pattern) {
                 Some(lits) => literals[slot].extend(lits.into_iter().map(|l| (l, i))),
                 None => {
-                    // It runs on every check: build its automaton now, under `begin`'s longer
+                    // It runs on every check: build its automaton now, under `prepare`'s longer
                     // deadline, not in the first check.
                     if let Some(Some(c)) = compiled.last() {
                         c.engine.build_now(&rule.pattern);
@@ -113,7 +133,7 @@ impl Matcher {
         }
         let n = rules.len();
         let fired = vec![false; keys.len()];
-        let m = Matcher { run_id: run_id.to_string(), rules, compiled, keys, fired, file_edit, tool_call, mark: vec![0; n], generation: 0 };
+        let m = Matcher { run_id: String::new(), rules, compiled, keys, fired, file_edit, tool_call, mark: vec![0; n], generation: 0 };
         (m, warnings)
     }
 
@@ -169,7 +189,7 @@ impl Matcher {
                     skill_id: rule.skill_id.clone(),
                     evidence_kind: rule.evidence_kind.clone(),
                     evidence_ref: evidence_ref.to_string(),
-                    dedupe_key: self.keys[c.key].clone(),
+                    dedupe_key: format!("{}:{}", self.keys[c.key], self.run_id),
                     severity: Some(Severity::Warn),
                 });
             }

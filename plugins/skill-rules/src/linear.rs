@@ -65,7 +65,7 @@ pub fn is_regular(node: &Node) -> bool {
 /// Whether `node`'s automaton surely fits in `NFA_SIZE_LIMIT`, by a size estimate far above
 /// the real one (a class costs as if each of its ranges took 8 states, a repetition as if
 /// unrolled once more than its count): rules under it are built on first use, the rest at
-/// once, to be refused at `begin` if they do not fit.
+/// once, to be refused at `prepare` if they do not fit.
 pub fn surely_fits(node: &Node) -> bool {
     estimate(node) <= SURELY_FITS
 }

@@ -68,6 +68,22 @@ fn on_filters_and_dedupe_keys_are_shared() {
     assert_eq!(keys(&m.check(RuleOn::ToolCall, "Read app", "e3")), ["s:tool:run1"]);
 }
 
+/// One prepared matcher serves run after run (the host starts each from a snapshot taken
+/// after `prepare`; natively, `begin` on a clone of the state is the same): each run gets its
+/// own id in its keys and starts with nothing fired, and the warnings come from `prepare`.
+#[test]
+fn a_prepared_matcher_starts_each_run_with_its_own_keys_and_nothing_fired() {
+    let rules = vec![rule("s", "app", RuleOn::FileEdit, "f"), rule("bad", "(", RuleOn::FileEdit, "g")];
+    let (mut m, warnings) = Matcher::prepare(rules);
+    assert_eq!(warnings.iter().map(|w| w.index).collect::<Vec<_>>(), [1]);
+    for run in ["run-a", "run-b"] {
+        m.begin(run);
+        assert_eq!(m.run_id(), run);
+        assert_eq!(keys(&m.check(RuleOn::FileEdit, "app", "e")), [format!("s:f:{run}")]);
+        assert!(m.check(RuleOn::FileEdit, "app", "e").is_empty(), "once per run");
+    }
+}
+
 /// A tiny deterministic generator, so the equivalence test needs no extra crate.
 struct Lcg(u64);
 impl Lcg {

@@ -3,8 +3,8 @@
 //! else — up for what a component returns, down for what the host hands it. 0.1.0 has no
 //! `user-managed` credentials, no provider ids (they are left out) and no suspension.
 
-use super::latest::mapper::orgx::peer::types as new;
-use super::latest::matcher::exports::orgx::peer::matcher as new_m;
+use super::matcher_types as new_m;
+use super::types as new;
 
 pub mod mapper {
     wasmtime::component::bindgen!({
