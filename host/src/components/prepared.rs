@@ -9,7 +9,8 @@
 //! their own `Arc` until they end.
 //!
 //! A snapshot is made only when it pays: it holds a second copy of the matcher's machine
-//! code (about 6 MiB for the built-in one) besides the prepared memory, and it saves a run
+//! code besides the prepared memory (an idle peer holds 8 MiB more with 1,000 rules prepared
+//! than with none, `cargo bench --bench delivery`, footprint), and it saves a run
 //! the time `prepare` takes. So the rules are first prepared once in a plain instance,
 //! timed; below [`SNAPSHOT_FROM`] (about 100 rules of the built-in matcher) runs go on
 //! compiling their own, which costs them less than that.
