@@ -81,7 +81,10 @@ impl PreparedRules {
     /// and two compiles: about two seconds of CPU), so the daemon calls it off the runtime.
     /// Returns whether a snapshot now serves the pair.
     pub fn refresh(&self, sandbox: &Sandbox, matcher: &LoadedComponent, rules: &Arc<Vec<Rule>>) -> bool {
-        if let Some(e) = self.newest.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|e| e.is_for(matcher, rules)) {
+        if let Some(e) = self.newest.lock().unwrap_or_else(|p| p.into_inner()).as_mut().filter(|e| e.is_for(matcher, rules)) {
+            // The same version sent again (a reconnect): keep its newest `Arc`, so that the
+            // dispatches and `status` that follow match it by pointer, not by content.
+            e.rules = rules.clone();
             return e.prepared.is_some();
         }
         let prepared = snapshot_if_it_pays(sandbox, matcher, rules).map(Arc::new);

@@ -128,13 +128,12 @@ impl DriverProcess {
         // Resolved here, against the child's PATH, so a missing CLI is refused with its hint
         // whichever way it is started.
         let path = spec.env_add.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).or_else(|| std::env::var_os("PATH"));
+        let not_found =
+            || SpawnError::NotFound { program: program.clone(), setting: spec.setting.clone(), install_hint: spec.install_hint.clone() };
+        let denied = || SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() };
         let resolved = super::tied::resolve(&spec.program, path.as_deref()).map_err(|why| match why {
-            super::tied::Unresolved::NotFound => {
-                SpawnError::NotFound { program: program.clone(), setting: spec.setting.clone(), install_hint: spec.install_hint.clone() }
-            }
-            super::tied::Unresolved::NotExecutable => {
-                SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() }
-            }
+            super::tied::Unresolved::NotFound => not_found(),
+            super::tied::Unresolved::NotExecutable => denied(),
         })?;
         let tied = match &spec.tied_by {
             Some(exe) => {
@@ -152,14 +151,8 @@ impl DriverProcess {
         let mut child = match tied {
             Some(child) => child,
             None => forked(&spec, &resolved).map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => SpawnError::NotFound {
-                    program: program.clone(),
-                    setting: spec.setting.clone(),
-                    install_hint: spec.install_hint.clone(),
-                },
-                std::io::ErrorKind::PermissionDenied => {
-                    SpawnError::PermissionDenied { program: program.clone(), setting: spec.setting.clone() }
-                }
+                std::io::ErrorKind::NotFound => not_found(),
+                std::io::ErrorKind::PermissionDenied => denied(),
                 _ => SpawnError::Other { program: program.clone(), source },
             })?,
         };
